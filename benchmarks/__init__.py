@@ -1,0 +1,1 @@
+"""benchmarks: kop beside a native peer broker, measured in the same run."""

@@ -1,0 +1,1 @@
+"""compat_tests: unmodified Kafka clients x scenarios against any broker."""

@@ -1,0 +1,1 @@
+"""kop: the Kafka gateway over the native storage model."""

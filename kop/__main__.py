@@ -1,0 +1,5 @@
+import sys
+
+from kop.cli import main
+
+sys.exit(main())

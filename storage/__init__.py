@@ -1,0 +1,1 @@
+"""storage: the native log model — storage nodes, ledgers, managed ledgers, metadata."""

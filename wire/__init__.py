@@ -1,0 +1,1 @@
+"""wire: the Kafka protocol as pure code — no sockets, no Twisted, no storage."""
