@@ -31,6 +31,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from kop.configs import EffectiveTopicConfig
+from kop.deferreds import follow
 from kop.errors import KafkaError
 from kop.producer_state import ProducerStateTable
 from storage.managed_ledger import ManagedLedger, Position
@@ -222,17 +223,7 @@ class PartitionLog:
         pending = self._in_flight.get(first_offset)
         if pending is None:
             return defer.succeed(AppendResult(first_offset, -1, self.log_start_offset))
-        echo: defer.Deferred[AppendResult] = defer.Deferred()
-
-        def relay(result: AppendResult | Failure) -> AppendResult | Failure:
-            if isinstance(result, Failure):
-                echo.errback(result)
-            else:
-                echo.callback(result)
-            return result
-
-        pending.addBoth(relay)
-        return echo
+        return follow(pending)
 
     def _append_done(self, position: Position, base_offset: int, next_offset: int,
                      append_time: int) -> None:

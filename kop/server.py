@@ -24,13 +24,13 @@ from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IPushProducer
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from wire.framing import FrameSplitter
+from wire.protocol import RequestHeader, decode_request, encode_response
 from zope.interface import implementer
 
 from kop.handlers import REGISTRY
 from kop.handlers.api_versions import API_VERSIONS_KEY, unsupported_version_response
 from wire.errors import DecodeError, UnknownApiError, UnsupportedVersionError
-from wire.framing import FrameSplitter
-from wire.protocol import RequestHeader, decode_request, encode_response
 
 log = logging.getLogger(__name__)
 
