@@ -1,0 +1,447 @@
+"""ZooKeeperStore: the metadata store on a ZooKeeper ensemble, through kazoo.
+
+kazoo runs its own threads (connection, callbacks). Every request here uses kazoo's
+asynchronous API and hands the answer to the reactor thread with
+``reactor.callFromThread``; the reactor never waits on ZooKeeper.
+
+- Paths are prefixed with the chroot ("/kop" unless the URL names another), which is
+  created when the first connection is made (and by any create that needs it).
+- Persistent watches: ZooKeeper watches fire once, and kazoo 2.11 has no API for
+  ZooKeeper 3.6's persistent watches, so each watched path keeps an exists-watch and a
+  children-watch armed, re-arming whenever one fires *before* notifying the callbacks.
+  A callback's follow-up read is queued behind the re-arming requests on the same
+  session, so no change can fall between what it reads and the next notification.
+- Connection loss drops every ZooKeeper watch (kazoo clears them); on reconnection all
+  watches are re-armed and every callback is called once, since changes may have been
+  missed meanwhile.
+- Reads that meet a connection loss are retried (kazoo queues them until it
+  reconnects); writes report ConnectionLossError, because whether they happened is
+  unknown — the caller re-reads and decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from kazoo import exceptions as kazoo_errors
+from kazoo.client import KazooClient
+from kazoo.interfaces import IAsyncResult
+from kazoo.protocol.states import EventType, KazooState, WatchedEvent
+from twisted.internet import defer, threads
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from storage.metadata.api import MetadataStore, SessionListener, SessionState, Versioned
+from storage.metadata.errors import (
+    BadVersionError,
+    ConnectionLossError,
+    MetadataError,
+    NoChildrenForEphemeralsError,
+    NodeExistsError,
+    NoNodeError,
+    NotEmptyError,
+    SessionLostError,
+)
+from storage.metadata.paths import ROOT, child_path, validate_path
+from storage.metadata.watches import WatchCallback, WatchRegistry
+
+DEFAULT_CHROOT = "/kop"
+DEFAULT_SESSION_TIMEOUT = 10.0
+
+# How often a read is retried after a connection loss before the error is reported.
+READ_ATTEMPTS = 5
+# How often a recursive delete starts over when children keep appearing under it.
+RECURSIVE_DELETE_ATTEMPTS = 5
+
+T = TypeVar("T")
+
+_log = Logger()
+
+_SESSION_STATES = {
+    KazooState.CONNECTED: SessionState.CONNECTED,
+    KazooState.SUSPENDED: SessionState.SUSPENDED,
+    KazooState.LOST: SessionState.LOST,
+}
+
+
+def _default_reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def _translate(error: BaseException, path: str) -> BaseException:
+    """kazoo's exception -> ours, with the caller's (chroot-relative) path in the message."""
+    if isinstance(error, kazoo_errors.NodeExistsError):
+        return NodeExistsError(f"node {path} already exists", path)
+    if isinstance(error, kazoo_errors.NoNodeError):
+        return NoNodeError(f"no node at {path}", path)
+    if isinstance(error, kazoo_errors.BadVersionError):
+        return BadVersionError(f"{path} is not at the expected version", path)
+    if isinstance(error, kazoo_errors.NotEmptyError):
+        return NotEmptyError(f"{path} has children", path)
+    if isinstance(error, kazoo_errors.NoChildrenForEphemeralsError):
+        return NoChildrenForEphemeralsError(
+            f"an ancestor of {path} is ephemeral and cannot have children", path
+        )
+    if isinstance(error, kazoo_errors.SessionExpiredError | kazoo_errors.ConnectionClosedError):
+        return SessionLostError(f"ZooKeeper session lost during the request on {path}", path)
+    if isinstance(error, kazoo_errors.ConnectionLoss):
+        return ConnectionLossError(
+            f"connection to ZooKeeper lost during the request on {path}; "
+            "a write may or may not have happened",
+            path,
+        )
+    if isinstance(error, kazoo_errors.KazooException):
+        return MetadataError(f"ZooKeeper error on {path}: {error!r}", path)
+    return error
+
+
+def _none_if_missing(failure: Any) -> None:
+    failure.trap(NoNodeError)
+    return None
+
+
+def _empty_if_missing(failure: Any) -> list[str]:
+    failure.trap(NoNodeError)
+    return []
+
+
+async def _all(deferreds: list[Deferred[Any]]) -> None:
+    """Wait for every Deferred; raise the first failure (after all have finished)."""
+    results = await defer.DeferredList(deferreds, consumeErrors=True)
+    for succeeded, value in results:
+        if not succeeded:
+            value.raiseException()
+
+
+class _PathWatch:
+    """Keeps kazoo's one-shot watches armed on one path; each firing becomes a notification."""
+
+    def __init__(self, store: ZooKeeperStore, path: str) -> None:
+        self._store = store
+        self.path = path
+        self._full_path = store._full_path(path)
+        self.active = True
+
+    def arm(self) -> None:
+        """Ask for an exists-watch (fires on create, change, delete) and a children-watch.
+
+        Called on the reactor thread; only queues the requests, never waits.
+        """
+        client = self._store._client
+        client.exists_async(self._full_path, watch=self._on_event).rawlink(self._on_armed)
+        client.get_children_async(self._full_path, watch=self._on_event).rawlink(self._on_armed)
+
+    def _on_event(self, event: WatchedEvent) -> None:  # kazoo thread
+        # EventType.NONE reports a connection change, not a node change; the store
+        # re-arms every watch when the connection comes back.
+        if event.type != EventType.NONE:
+            self._store._reactor.callFromThread(self._changed)
+
+    def _changed(self) -> None:
+        if self.active:
+            self.arm()  # queued before any read the callbacks make
+            self._store._watches.notify(self.path)
+
+    def _on_armed(self, result: IAsyncResult) -> None:  # kazoo thread
+        error = result.exception
+        if error is None or isinstance(
+            error,
+            kazoo_errors.NoNodeError  # children of a missing node: the exists-watch covers it
+            | kazoo_errors.ConnectionLoss  # re-armed on reconnection
+            | kazoo_errors.SessionExpiredError
+            | kazoo_errors.ConnectionClosedError,
+        ):
+            return
+        _log.error("cannot watch {path} in ZooKeeper: {error!r}", path=self.path, error=error)
+
+
+class ZooKeeperStore(MetadataStore):
+    """A ZooKeeper session (kazoo) exposing the MetadataStore interface under ``chroot``."""
+
+    def __init__(
+        self,
+        hosts: str,
+        chroot: str = DEFAULT_CHROOT,
+        *,
+        session_timeout: float = DEFAULT_SESSION_TIMEOUT,
+        reactor: Any = None,
+    ) -> None:
+        self._chroot = validate_path(chroot)
+        self._hosts = hosts
+        self._reactor = reactor if reactor is not None else _default_reactor()
+        self._state = SessionState.SUSPENDED  # not connected yet
+        self._ever_connected = False
+        self._session_listeners: list[SessionListener] = []
+        self._ready_waiters: list[Deferred[None]] = []
+        self._path_watches: dict[str, _PathWatch] = {}
+        self._watches = WatchRegistry(
+            on_first_watch=self._start_watching, on_last_unwatch=self._stop_watching
+        )
+        self._client = KazooClient(
+            hosts=hosts,
+            timeout=session_timeout,
+            # Reconnect forever, at most a second apart: a ZooKeeper restart should be
+            # noticed quickly, and giving up is the caller's decision (ready() timeout).
+            connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 2, "max_delay": 1.0},
+        )
+        self._client.add_listener(self._on_kazoo_state)
+        self._client.start_async()
+
+    def __repr__(self) -> str:
+        return f"ZooKeeperStore({self._hosts!r}, chroot={self._chroot!r})"
+
+    @property
+    def session_state(self) -> SessionState:
+        return SessionState.LOST if self.closed else self._state
+
+    @property
+    def chroot(self) -> str:
+        return self._chroot
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def _full_path(self, path: str) -> str:
+        if self._chroot == ROOT:
+            return path
+        return self._chroot if path == ROOT else self._chroot + path
+
+    def _relative_path(self, full_path: str) -> str:
+        if self._chroot == ROOT:
+            return full_path
+        return full_path[len(self._chroot) :] or ROOT
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _request(
+        self,
+        path: str,
+        start: Callable[[], IAsyncResult],
+        convert: Callable[[Any], T] = lambda value: value,
+    ) -> Deferred[T]:
+        """Start a kazoo request; its converted answer fires the Deferred on the reactor."""
+        self._check_open()
+        deferred: Deferred[T] = Deferred()
+
+        def finished(result: IAsyncResult) -> None:  # kazoo thread
+            try:
+                value = convert(result.get_nowait())
+            except Exception as error:
+                self._reactor.callFromThread(deferred.errback, _translate(error, path))
+            else:
+                self._reactor.callFromThread(deferred.callback, value)
+
+        try:
+            start().rawlink(finished)
+        except kazoo_errors.KazooException as error:
+            return defer.fail(_translate(error, path))
+        return deferred
+
+    def _retrying_read(self, attempt: Callable[[], Deferred[T]]) -> Deferred[T]:
+        async def run() -> T:
+            attempts_left = READ_ATTEMPTS
+            while True:
+                try:
+                    return await attempt()
+                except ConnectionLossError:
+                    attempts_left -= 1
+                    if attempts_left == 0 or self.closed:
+                        raise
+
+        return defer.ensureDeferred(run())
+
+    def _get(self, path: str) -> Deferred[Versioned | None]:
+        full_path = self._full_path(path)
+
+        def attempt() -> Deferred[Versioned | None]:
+            return self._request(
+                path,
+                lambda: self._client.get_async(full_path),
+                lambda answer: Versioned(answer[0] or b"", answer[1].version),
+            ).addErrback(_none_if_missing)
+
+        return self._retrying_read(attempt)
+
+    def _children(self, path: str) -> Deferred[list[str]]:
+        return self._retrying_read(
+            lambda: self._children_or_missing(path).addErrback(_empty_if_missing)
+        )
+
+    def _children_or_missing(self, path: str) -> Deferred[list[str]]:
+        full_path = self._full_path(path)
+        return self._request(path, lambda: self._client.get_children_async(full_path), sorted)
+
+    def _create(self, path: str, value: bytes, ephemeral: bool, sequential: bool) -> Deferred[str]:
+        full_path = self._full_path(path)
+        return self._request(
+            path,
+            lambda: self._client.create_async(
+                full_path, value, ephemeral=ephemeral, sequence=sequential, makepath=True
+            ),
+            self._relative_path,
+        )
+
+    def _set(self, path: str, value: bytes, expected_version: int | None) -> Deferred[int]:
+        full_path = self._full_path(path)
+        version = -1 if expected_version is None else expected_version
+        return self._request(
+            path,
+            lambda: self._client.set_async(full_path, value, version=version),
+            lambda stat: stat.version,
+        )
+
+    def _delete(self, path: str, expected_version: int | None, recursive: bool) -> Deferred[None]:
+        if recursive:
+            return self._ensure(self._delete_tree(path, expected_version))
+        return self._delete_one(path, expected_version)
+
+    def _delete_one(self, path: str, expected_version: int | None) -> Deferred[None]:
+        full_path = self._full_path(path)
+        version = -1 if expected_version is None else expected_version
+        return self._request(
+            path,
+            lambda: self._client.delete_async(full_path, version=version),
+            lambda _: None,
+        )
+
+    async def _delete_tree(self, path: str, expected_version: int | None) -> None:
+        """Delete ``path`` and its descendants, deepest first (ZooKeeper has no atomic way).
+
+        The version is checked before anything is deleted and again, atomically, when
+        ``path`` itself goes; children created meanwhile make it start over.
+        """
+        if expected_version is not None:
+            node = await self._get(path)
+            if node is None:
+                raise NoNodeError(f"no node at {path}", path)
+            if node.version != expected_version:
+                raise BadVersionError(
+                    f"{path} is at version {node.version}, not the expected {expected_version}",
+                    path,
+                )
+        for _ in range(RECURSIVE_DELETE_ATTEMPTS):
+            names = await self._children_or_missing(path)
+            await _all(
+                [self._ensure(self._delete_descendant(child_path(path, name))) for name in names]
+            )
+            try:
+                await self._delete_one(path, expected_version)
+                return
+            except NotEmptyError:
+                continue
+        raise NotEmptyError(f"children keep appearing under {path}; gave up deleting it", path)
+
+    async def _delete_descendant(self, path: str) -> None:
+        with contextlib.suppress(NoNodeError):  # somebody else deleted it: fine
+            await self._delete_tree(path, None)
+
+    def _ensure(self, coroutine: Coroutine[Any, Any, T]) -> Deferred[T]:
+        return defer.ensureDeferred(coroutine)
+
+    # -- watches ------------------------------------------------------------------------------
+
+    def _watch(self, path: str, callback: WatchCallback) -> Callable[[], None]:
+        return self._watches.add(path, callback)
+
+    def _start_watching(self, path: str) -> None:
+        path_watch = self._path_watches[path] = _PathWatch(self, path)
+        path_watch.arm()
+
+    def _stop_watching(self, path: str) -> None:
+        # kazoo cannot remove a ZooKeeper watch; the inactive one fires once and is ignored.
+        path_watch = self._path_watches.pop(path, None)
+        if path_watch is not None:
+            path_watch.active = False
+
+    # -- session --------------------------------------------------------------------------------
+
+    def _add_session_listener(self, callback: SessionListener) -> None:
+        self._session_listeners.append(callback)
+
+    def _on_kazoo_state(self, state: KazooState) -> None:  # kazoo connection thread
+        self._reactor.callFromThread(self._session_changed, _SESSION_STATES[state])
+
+    def _session_changed(self, state: SessionState) -> None:
+        if self.closed:
+            return
+        self._state = state
+        if state is SessionState.CONNECTED:
+            if self._ever_connected:
+                self._rearm_watches()
+            else:
+                self._ever_connected = True
+                self._create_chroot()
+            waiters, self._ready_waiters = self._ready_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+        for listener in list(self._session_listeners):
+            try:
+                listener(state)
+            except Exception:
+                _log.failure("metadata session listener raised on {state}", state=state)
+
+    def _rearm_watches(self) -> None:
+        path_watches = list(self._path_watches.values())
+        for path_watch in path_watches:
+            path_watch.arm()
+        for path_watch in path_watches:
+            self._watches.notify(path_watch.path)
+
+    def _create_chroot(self) -> None:
+        if self._chroot == ROOT:
+            return
+
+        def failed(result: IAsyncResult) -> None:  # kazoo thread
+            if result.exception is not None:
+                _log.warn(
+                    "cannot create ZooKeeper chroot {chroot}: {error!r}",
+                    chroot=self._chroot,
+                    error=result.exception,
+                )
+
+        self._client.ensure_path_async(self._chroot).rawlink(failed)
+
+    def _ready(self, timeout: float) -> Deferred[None]:
+        if self._state is SessionState.CONNECTED:
+            return defer.succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._ready_waiters.append(waiter)
+
+        def give_up() -> None:
+            if waiter in self._ready_waiters:
+                self._ready_waiters.remove(waiter)
+                waiter.errback(
+                    ConnectionLossError(
+                        f"could not connect to ZooKeeper at {self._hosts} within {timeout:g} s"
+                    )
+                )
+
+        timer = self._reactor.callLater(timeout, give_up)
+
+        def stop_timer(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return waiter.addBoth(stop_timer)
+
+    def _close(self) -> Deferred[None]:
+        self._client.remove_listener(self._on_kazoo_state)
+        for path_watch in self._path_watches.values():
+            path_watch.active = False
+        self._path_watches.clear()
+        self._watches.clear()
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for waiter in waiters:
+            waiter.errback(SessionLostError(f"{self!r} was closed"))
+        # stop() sends closeSession (ephemerals go at once) and joins kazoo's threads.
+        return threads.deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), self._stop_client
+        )
+
+    def _stop_client(self) -> None:
+        self._client.stop()
+        self._client.close()
