@@ -1,0 +1,44 @@
+"""The bytes a managed ledger stores per ledger entry: a small header carrying the caller's
+index, then the caller's data unchanged.
+
+Layout (big-endian): format byte (1) | index (signed 64-bit) | data.
+The index lets `find(index)` binary-search inside a ledger by reading entries.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from storage.managed_ledger.errors import CorruptEntryError
+
+ENTRY_FORMAT_V1 = 1
+_HEADER = struct.Struct(">Bq")
+HEADER_SIZE = _HEADER.size
+
+
+def encode_entry(index: int, data: bytes) -> bytes:
+    """Prefix data with the header; index must fit a signed 64-bit integer."""
+    return _HEADER.pack(ENTRY_FORMAT_V1, index) + data
+
+
+def decode_index(stored: bytes, where: str = "entry") -> int:
+    """The index from a stored entry's header (cheap: no copy of the data)."""
+    _check(stored, where)
+    return _HEADER.unpack_from(stored)[1]
+
+
+def decode_entry(stored: bytes, where: str = "entry") -> tuple[int, bytes]:
+    """(index, data) of a stored entry; CorruptEntryError when the header is not ours."""
+    _check(stored, where)
+    return _HEADER.unpack_from(stored)[1], stored[HEADER_SIZE:]
+
+
+def _check(stored: bytes, where: str) -> None:
+    if len(stored) < HEADER_SIZE:
+        raise CorruptEntryError(
+            f"{where}: {len(stored)} bytes is shorter than the {HEADER_SIZE}-byte entry header"
+        )
+    if stored[0] != ENTRY_FORMAT_V1:
+        raise CorruptEntryError(
+            f"{where}: unknown entry format {stored[0]} (expected {ENTRY_FORMAT_V1})"
+        )
