@@ -181,7 +181,17 @@ class Broker:
     def live_brokers(self) -> list[BrokerAddress]:
         return [BrokerAddress(self.config.node_id, self.config.host, self.config.port)]
 
-    def leader_of(self, topic: str, partition: int) -> int:
+    def leader_of(self, topic: str, partition: int) -> int | None:
+        """The broker owning a partition (None while no live broker owns it)."""
+        return self.config.node_id
+
+    def leader_epoch_of(self, topic: str, partition: int) -> int:
+        return 0
+
+    def owns(self, topic: str, partition: int) -> bool:
+        return self.leader_of(topic, partition) == self.config.node_id
+
+    def controller_id(self) -> int:
         return self.config.node_id
 
     async def start(self) -> None:

@@ -13,6 +13,8 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
+from twisted.internet import defer
+
 from kop.configs import validate_topic_configs
 from kop.errors import KafkaError
 from kop.naming import Namespace, validate_topic_name
@@ -56,14 +58,30 @@ class TopicRegistry:
         self.namespace = namespace
         self._root = f"/topics/{namespace.tenant}/{namespace.namespace}"
         self._topics: dict[str, TopicInfo] = {}
+        self._watching = False
+        self._watched: set[str] = set()
 
     def _path(self, name: str) -> str:
         return f"{self._root}/{name}"
 
     async def load(self) -> None:
-        """Read the whole catalogue (at startup)."""
-        for name in await self._store.children(self._root):
+        """Read the whole catalogue and follow later changes made by other brokers."""
+        if not self._watching:
+            self._watching = True
+            self._store.watch(self._root, self._changed)
+        names = await self._store.children(self._root)
+        for gone in set(self._topics) - set(names):
+            self._topics.pop(gone, None)
+        for name in names:
             await self._refresh(name)
+
+    def _changed(self, path: str) -> None:
+        if path == self._root:
+            update = self.load()
+        else:
+            update = self._refresh(path.rsplit("/", 1)[-1])
+        defer.ensureDeferred(update).addErrback(
+            lambda failure: log.warning("topic catalogue refresh failed: %s", failure.value))
 
     async def _refresh(self, name: str) -> TopicInfo | None:
         found = await self._store.get(self._path(name))
@@ -71,6 +89,9 @@ class TopicRegistry:
             self._topics.pop(name, None)
             return None
         info = TopicInfo.from_json(name, found.value, found.version)
+        if name not in self._watched:
+            self._watched.add(name)
+            self._store.watch(self._path(name), self._changed)
         self._topics[name] = info
         return info
 

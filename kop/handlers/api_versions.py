@@ -9,10 +9,9 @@ therefore not written: old librdkafka fails on default-valued tagged fields.
 
 from __future__ import annotations
 
-from wire.messages import ApiVersionsResponse
-
 from kop.handlers.registry import REGISTRY, handles
 from wire.generated.error_codes import ErrorCode
+from wire.messages import ApiVersionsResponse
 
 API_VERSIONS_KEY = 18
 
