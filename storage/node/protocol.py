@@ -158,7 +158,7 @@ class MessageLayout:
             if self.tail_name is not None:
                 raise TypeError("GreedyBytes must be the last field of a layout")
             inner = field.subcon
-            if isinstance(inner, c.GreedyBytes):
+            if inner is c.GreedyBytes:
                 self.tail_name = field.name
             elif isinstance(inner, c.FormatField) and inner.fmtstr[0] == ">":
                 formats.append(inner.fmtstr[1:])
