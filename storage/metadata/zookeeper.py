@@ -44,7 +44,7 @@ from storage.metadata.errors import (
     NotEmptyError,
     SessionLostError,
 )
-from storage.metadata.paths import ROOT, child_path, validate_path
+from storage.metadata.paths import ROOT, child_path, parent_of, validate_path
 from storage.metadata.watches import WatchCallback, WatchRegistry
 
 DEFAULT_CHROOT = "/kop"
@@ -52,6 +52,8 @@ DEFAULT_SESSION_TIMEOUT = 10.0
 
 # How often a read is retried after a connection loss before the error is reported.
 READ_ATTEMPTS = 5
+# Bound on the remembered existing parents (the set is simply cleared beyond it).
+MAX_KNOWN_PARENTS = 10_000
 # How often a recursive delete starts over when children keep appearing under it.
 RECURSIVE_DELETE_ATTEMPTS = 5
 
@@ -99,6 +101,14 @@ def _translate(error: BaseException, path: str) -> BaseException:
     return error
 
 
+def _ancestors(full_path: str) -> list[str]:
+    """ "/a/b/c" -> ["/a", "/a/b", "/a/b/c"]; the root has none."""
+    if full_path == ROOT:
+        return []
+    names = full_path[1:].split("/")
+    return ["/" + "/".join(names[: count + 1]) for count in range(len(names))]
+
+
 def _none_if_missing(failure: Any) -> None:
     failure.trap(NoNodeError)
     return None
@@ -131,6 +141,9 @@ class _PathWatch:
 
         Called on the reactor thread; only queues the requests, never waits.
         """
+        self._store._send_when_connectable(self._send_arming_requests, lambda error: None)
+
+    def _send_arming_requests(self) -> None:
         client = self._store._client
         client.exists_async(self._full_path, watch=self._on_event).rawlink(self._on_armed)
         client.get_children_async(self._full_path, watch=self._on_event).rawlink(self._on_armed)
@@ -174,10 +187,16 @@ class ZooKeeperStore(MetadataStore):
         self._hosts = hosts
         self._reactor = reactor if reactor is not None else _default_reactor()
         self._state = SessionState.SUSPENDED  # not connected yet
-        self._ever_connected = False
+        # kazoo refuses requests until its connection thread has started connecting,
+        # so requests made before the first connection wait here, in order, as
+        # (send, fail) pairs; None once the first connection was made.
+        self._before_first_connection: (
+            list[tuple[Callable[[], None], Callable[[BaseException], None]]] | None
+        ) = []
         self._session_listeners: list[SessionListener] = []
         self._ready_waiters: list[Deferred[None]] = []
         self._path_watches: dict[str, _PathWatch] = {}
+        self._known_parents: set[str] = set()  # full paths seen to exist as parents
         self._watches = WatchRegistry(
             on_first_watch=self._start_watching, on_last_unwatch=self._stop_watching
         )
@@ -212,7 +231,11 @@ class ZooKeeperStore(MetadataStore):
     def _relative_path(self, full_path: str) -> str:
         if self._chroot == ROOT:
             return full_path
-        return full_path[len(self._chroot) :] or ROOT
+        if full_path == self._chroot:
+            return ROOT
+        if full_path.startswith(self._chroot + "/"):
+            return full_path[len(self._chroot) :]
+        return full_path  # above the chroot (only ever in error messages)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -234,11 +257,22 @@ class ZooKeeperStore(MetadataStore):
             else:
                 self._reactor.callFromThread(deferred.callback, value)
 
-        try:
-            start().rawlink(finished)
-        except kazoo_errors.KazooException as error:
-            return defer.fail(_translate(error, path))
+        def send() -> None:
+            try:
+                start().rawlink(finished)
+            except Exception as error:
+                deferred.errback(_translate(error, path))
+
+        self._send_when_connectable(send, deferred.errback)
         return deferred
+
+    def _send_when_connectable(
+        self, send: Callable[[], None], fail: Callable[[BaseException], None]
+    ) -> None:
+        if self._before_first_connection is None:
+            send()
+        else:
+            self._before_first_connection.append((send, fail))
 
     def _retrying_read(self, attempt: Callable[[], Deferred[T]]) -> Deferred[T]:
         async def run() -> T:
@@ -275,14 +309,75 @@ class ZooKeeperStore(MetadataStore):
         return self._request(path, lambda: self._client.get_children_async(full_path), sorted)
 
     def _create(self, path: str, value: bytes, ephemeral: bool, sequential: bool) -> Deferred[str]:
+        return self._ensure(self._create_with_parents(path, value, ephemeral, sequential))
+
+    async def _create_with_parents(
+        self, path: str, value: bytes, ephemeral: bool, sequential: bool
+    ) -> str:
+        """Create the missing parents and the node, sending every request at once.
+
+        kazoo's makepath would first try the node, then create the parents and retry,
+        letting the caller's next requests overtake the create. Sending the parent
+        creates (whose NodeExistsError is ignored) just ahead of the node's keeps the
+        session's requests in order. Parents seen to exist are remembered and skipped;
+        if one has vanished since, the create is retried with every parent.
+        """
         full_path = self._full_path(path)
-        return self._request(
-            path,
-            lambda: self._client.create_async(
-                full_path, value, ephemeral=ephemeral, sequence=sequential, makepath=True
-            ),
-            self._relative_path,
-        )
+        full_parent = parent_of(full_path)
+        for trust_known_parents in (True, False):
+            parent_outcomes = self._send_parent_creates(full_parent, trust_known_parents)
+            creating = self._request(
+                path,
+                lambda: self._client.create_async(
+                    full_path, value, ephemeral=ephemeral, sequence=sequential
+                ),
+                self._relative_path,
+            )
+            try:
+                created = await creating
+            except NoNodeError:
+                for outcome in parent_outcomes:
+                    if isinstance(await outcome, NoChildrenForEphemeralsError):
+                        raise NoChildrenForEphemeralsError(
+                            f"an ancestor of {path} is ephemeral and cannot have children", path
+                        ) from None
+                self._known_parents.difference_update(_ancestors(full_parent))
+                if trust_known_parents:
+                    continue
+                raise
+            self._remember_known_parents(full_parent)
+            return created
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def _send_parent_creates(
+        self, full_parent: str, trust_known_parents: bool
+    ) -> list[Deferred[BaseException | None]]:
+        """Queue a create of each ancestor (outermost first); each Deferred gives its error."""
+        outcomes = []
+        for ancestor in _ancestors(full_parent):
+            if trust_known_parents and ancestor in self._known_parents:
+                continue
+            outcome = self._request(
+                self._relative_path(ancestor),
+                lambda ancestor=ancestor: self._client.create_async(ancestor, b""),
+                lambda _: None,
+            )
+            outcomes.append(outcome.addErrback(lambda failure: failure.value))
+        return outcomes
+
+    def _remember_known_parents(self, full_parent: str) -> None:
+        if len(self._known_parents) > MAX_KNOWN_PARENTS:
+            self._known_parents.clear()
+        self._known_parents.update(_ancestors(full_parent))
+
+    def _forget_known_parents(self, full_path: str) -> None:
+        """Forget ``full_path`` and its descendants (being deleted)."""
+        below = full_path + "/"
+        self._known_parents = {
+            known
+            for known in self._known_parents
+            if known != full_path and not known.startswith(below)
+        }
 
     def _set(self, path: str, value: bytes, expected_version: int | None) -> Deferred[int]:
         full_path = self._full_path(path)
@@ -300,6 +395,7 @@ class ZooKeeperStore(MetadataStore):
 
     def _delete_one(self, path: str, expected_version: int | None) -> Deferred[None]:
         full_path = self._full_path(path)
+        self._forget_known_parents(full_path)
         version = -1 if expected_version is None else expected_version
         return self._request(
             path,
@@ -369,11 +465,14 @@ class ZooKeeperStore(MetadataStore):
             return
         self._state = state
         if state is SessionState.CONNECTED:
-            if self._ever_connected:
+            if self._before_first_connection is None:
                 self._rearm_watches()
             else:
-                self._ever_connected = True
-                self._create_chroot()
+                # First connection: create the chroot, then send what waited, in order.
+                waiting, self._before_first_connection = self._before_first_connection, None
+                self._send_parent_creates(self._chroot, trust_known_parents=False)
+                for send, _ in waiting:
+                    send()
             waiters, self._ready_waiters = self._ready_waiters, []
             for waiter in waiters:
                 waiter.callback(None)
@@ -389,20 +488,6 @@ class ZooKeeperStore(MetadataStore):
             path_watch.arm()
         for path_watch in path_watches:
             self._watches.notify(path_watch.path)
-
-    def _create_chroot(self) -> None:
-        if self._chroot == ROOT:
-            return
-
-        def failed(result: IAsyncResult) -> None:  # kazoo thread
-            if result.exception is not None:
-                _log.warn(
-                    "cannot create ZooKeeper chroot {chroot}: {error!r}",
-                    chroot=self._chroot,
-                    error=result.exception,
-                )
-
-        self._client.ensure_path_async(self._chroot).rawlink(failed)
 
     def _ready(self, timeout: float) -> Deferred[None]:
         if self._state is SessionState.CONNECTED:
@@ -437,6 +522,9 @@ class ZooKeeperStore(MetadataStore):
         waiters, self._ready_waiters = self._ready_waiters, []
         for waiter in waiters:
             waiter.errback(SessionLostError(f"{self!r} was closed"))
+        waiting, self._before_first_connection = self._before_first_connection or [], None
+        for _, fail in waiting:
+            fail(SessionLostError(f"{self!r} was closed before it connected"))
         # stop() sends closeSession (ephemerals go at once) and joins kazoo's threads.
         return threads.deferToThreadPool(
             self._reactor, self._reactor.getThreadPool(), self._stop_client
