@@ -46,6 +46,7 @@ _XERIAL_HEADER_SIZE = 16
 _XERIAL_HEADER = struct.Struct(">8sii")
 _INT32_BE = struct.Struct(">i")
 _UINT32_LE = struct.Struct("<I")
+_UINT64_LE = struct.Struct("<Q")
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _GZIP_LEVEL = 6
@@ -66,6 +67,9 @@ _ZSTD_SKIPPABLE_MASK = 0xFFFFFFF0
 _ZSTD_SKIPPABLE_MAGIC = 0x184D2A50
 _ZSTD_BLOCK_MAXIMUM = 128 * 1024
 _ZSTD_LEVEL = 3
+
+#: How cramjam says a ``decompress_into`` output buffer was too small.
+_OUTPUT_FULL = "failed to write whole buffer"
 
 
 def compress(codec: int, data: Buffer, *, legacy_lz4_checksum: bool = False) -> bytes:
@@ -197,10 +201,13 @@ def _decompress_within(codec_module, name: str, data: Buffer, bound: int, max_si
         capped = bytearray(max_size)
         try:
             written = codec_module.decompress_into(data, capped)
-        except Exception:
-            raise DecompressedTooLargeError(
-                f"{name} payload is corrupt or inflates beyond {max_size} bytes"
-            ) from None
+        except Exception as exc:
+            # cramjam reports a full output buffer with Rust's io::ErrorKind::WriteZero text.
+            if _OUTPUT_FULL in str(exc):
+                raise DecompressedTooLargeError(
+                    f"{name} payload inflates beyond {max_size} bytes"
+                ) from None
+            raise
         return bytes(memoryview(capped)[:written])
     except CompressionError:
         raise
@@ -241,8 +248,14 @@ def _lz4_output_bound(data: Buffer) -> int:
             raise CompressionError(f"lz4 frame has an invalid block size id in BD {bd:#x}")
         has_block_checksum = bool(flg & 0x10)
         has_content_checksum = bool(flg & 0x04)
-        header_size = 7 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0)
+        has_content_size = bool(flg & 0x08)
+        header_size = 7 + (8 if has_content_size else 0) + (4 if flg & 0x01 else 0)
+        if position + header_size > end:
+            raise CompressionError("lz4 frame header cut short")
+        # The decoder checks a declared content size, so it bounds the frame's output.
+        (content_size,) = _UINT64_LE.unpack_from(view, position + 6) if has_content_size else (-1,)
         position += header_size
+        frame_bound = 0
         while True:
             if position + 4 > end:
                 raise CompressionError("lz4 block size cut short")
@@ -256,7 +269,8 @@ def _lz4_output_bound(data: Buffer) -> int:
             position += block_size + (4 if has_block_checksum else 0)
             if position > end:
                 raise CompressionError("lz4 block overruns the payload")
-            bound += block_size if block_word & _LZ4_UNCOMPRESSED_BIT else block_maximum
+            frame_bound += block_size if block_word & _LZ4_UNCOMPRESSED_BIT else block_maximum
+        bound += frame_bound if content_size < 0 else min(frame_bound, content_size)
         position += 4 if has_content_checksum else 0
         if position > end:
             raise CompressionError("lz4 content checksum cut short")
@@ -324,7 +338,11 @@ def _zstd_output_bound(data: Buffer) -> int:
             5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 0x03] + content_size_bytes
         )
         has_checksum = bool(descriptor & 0x04)
+        if position + header_size > end:
+            raise CompressionError("zstd frame header cut short")
+        content_size = _zstd_content_size(view, position + header_size, content_size_bytes)
         position += header_size
+        frame_bound = 0
         while True:
             if position + 3 > end:
                 raise CompressionError("zstd block header cut short")
@@ -339,18 +357,27 @@ def _zstd_output_bound(data: Buffer) -> int:
                 raise CompressionError(f"zstd block of {block_size} bytes exceeds the maximum")
             if block_type == 1:  # RLE: one byte repeated block_size times
                 position += 1
-                bound += block_size
+                frame_bound += block_size
             else:  # raw: stored as is; compressed: at most the block maximum
                 position += block_size
-                bound += block_size if block_type == 0 else _ZSTD_BLOCK_MAXIMUM
+                frame_bound += block_size if block_type == 0 else _ZSTD_BLOCK_MAXIMUM
             if position > end:
                 raise CompressionError("zstd block overruns the payload")
             if is_last:
                 break
+        bound += frame_bound if content_size < 0 else min(frame_bound, content_size)
         position += 4 if has_checksum else 0
         if position > end:
             raise CompressionError("zstd content checksum cut short")
     return bound
+
+
+def _zstd_content_size(view: memoryview, header_end: int, size_bytes: int) -> int:
+    """The Frame_Content_Size field ending the frame header, or -1 when absent."""
+    if size_bytes == 0:
+        return -1
+    field = int.from_bytes(view[header_end - size_bytes : header_end], "little")
+    return field + 256 if size_bytes == 2 else field  # the 2-byte form is offset by 256
 
 
 # --- xxHash32, only for lz4 frame header checksums (a few bytes) ---------------------------
