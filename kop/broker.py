@@ -19,8 +19,10 @@ from twisted.internet import defer, task
 from kop.configs import BROKER_DEFAULTS, EffectiveTopicConfig
 from kop.deferreds import follow
 from kop.errors import KafkaError
+from kop.fetch_sessions import FetchSessionCache
 from kop.naming import Namespace
 from kop.partition_log import PartitionLog
+from kop.producer_ids import ProducerIdAllocator
 from kop.topics import TopicInfo, TopicRegistry
 from storage.managed_ledger import ManagedLedgerConfig, ManagedLedgerFactory
 from storage.metadata import MetadataStore, NodeExistsError
@@ -172,6 +174,9 @@ class Broker:
         self.cluster_id = ""
         self.topics = TopicRegistry(store, config.namespace)
         self.partitions = PartitionManager(self)
+        self.transactions = None  # the transaction coordinator, when transactions are enabled
+        self.fetch_sessions = FetchSessionCache()
+        self.producer_ids = ProducerIdAllocator(store)
         self._saver: task.LoopingCall | None = None
 
     @property

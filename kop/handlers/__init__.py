@@ -1,6 +1,15 @@
 """Kafka API handlers, one module per API family; importing this package registers them all."""
 
-from kop.handlers import api_versions  # noqa: F401  (registers on import)
+from kop.handlers import (  # noqa: F401  (each module registers its handlers on import)
+    api_versions,
+    configs,
+    fetch,
+    metadata,
+    offsets,
+    produce,
+    producer_ids,
+    topics_admin,
+)
 from kop.handlers.registry import REGISTRY, handles
 
 __all__ = ["REGISTRY", "handles"]
