@@ -317,6 +317,8 @@ class StorageNode:
         await self._gc_lock.acquire()
         try:
             self._check_open()
+            # Segments sealed just now become collectable once their index file is written.
+            await defer.DeferredList(list(self._index_writes))
             report = GarbageReport()
             plan = plan_collection(self._state, self._journal.active_segment,
                                    self.config.compaction_threshold, self.config.segment_bytes)
