@@ -78,10 +78,10 @@ class StorageNodeServerProtocol(Protocol):
         if self._version is None:
             self._handshake(frame)
             return
-        if frame.version != self._version:
-            raise ProtocolError(f"frame version {frame.version}, negotiated {self._version}")
         if frame.op == Op.HANDSHAKE:
             raise ProtocolError("a second handshake on one connection")
+        if frame.version != self._version:
+            raise ProtocolError(f"frame version {frame.version}, negotiated {self._version}")
         request = decode_request(frame)
         try:
             result = self._dispatch(request)
