@@ -1,26 +1,85 @@
-"""The `kop` command line: standalone, broker, storage-node, admin."""
+"""The `kop` command line: standalone, storage-node (and, later, broker, admin)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+
+from kop.broker import BrokerConfig
+from kop.configs import BROKER_DEFAULTS
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got '{value}'")
+    return host, int(port)
+
+
+def _setting(value: str) -> tuple[str, str]:
+    name, sep, setting = value.partition("=")
+    if not sep or name not in BROKER_DEFAULTS:
+        known = ", ".join(sorted(BROKER_DEFAULTS))
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of: {known}")
+    return name, setting
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kop", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     sub = parser.add_subparsers(dest="command", required=True)
+
     standalone = sub.add_parser("standalone", help="broker + storage node + embedded metadata")
     standalone.add_argument("--data-dir", default="./kop-data")
-    standalone.add_argument("--listen", default="127.0.0.1:9092")
-    standalone.add_argument("--advertised-listener", default=None)
+    standalone.add_argument("--listen", default="127.0.0.1:9092", type=split_host_port,
+                            help="HOST:PORT to accept Kafka clients on (port 0: any free port)")
+    standalone.add_argument("--advertised-listener", default=None, type=split_host_port,
+                            help="HOST:PORT clients are told to connect to (default: --listen)")
+    standalone.add_argument("--set", action="append", default=[], type=_setting,
+                            metavar="NAME=VALUE", help="a broker setting, e.g. num.partitions=3")
+
+    node = sub.add_parser("storage-node", help="a storage node serving replicated ledgers")
+    node.add_argument("--data-dir", required=True)
+    node.add_argument("--listen", required=True, help="HOST:PORT")
+    node.add_argument("--advertised-address", default=None, help="HOST:PORT clients dial")
+    node.add_argument("--metadata", default=None,
+                      help="metadata store URL to register in, e.g. zk://127.0.0.1:2181/kop")
     return parser
+
+
+def _configure_logging(level: str) -> None:
+    from twisted.logger import STDLibLogObserver, globalLogBeginner
+
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
+
+
+def _run_standalone(args: argparse.Namespace) -> int:
+    from twisted.internet import defer
+
+    from kop.standalone import run_until_signalled, start_standalone
+
+    listen_host, listen_port = args.listen
+    advertised_host, advertised_port = args.advertised_listener or args.listen
+    settings = dict(BROKER_DEFAULTS)
+    settings.update(dict(args.set))
+    config = BrokerConfig(host=advertised_host, port=advertised_port, settings=settings)
+    return run_until_signalled(lambda: defer.ensureDeferred(
+        start_standalone(args.data_dir, listen_host, listen_port, config)))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "standalone":
-        print("kop standalone: not yet implemented", file=sys.stderr)
-        return 2
+        _configure_logging(args.log_level)
+        return _run_standalone(args)
+    if args.command == "storage-node":
+        from storage.node.main import run_storage_node
+
+        return run_storage_node(args.data_dir, args.listen, args.metadata,
+                                advertised_address=args.advertised_address)
     return 2
 
 

@@ -24,13 +24,13 @@ from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IPushProducer
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
-from wire.framing import FrameSplitter
-from wire.protocol import RequestHeader, decode_request, encode_response
 from zope.interface import implementer
 
 from kop.handlers import REGISTRY
 from kop.handlers.api_versions import API_VERSIONS_KEY, unsupported_version_response
-from wire.errors import DecodeError, UnknownApiError, UnsupportedVersionError
+from wire.errors import DecodeError, EncodeError, UnknownApiError, UnsupportedVersionError
+from wire.framing import FrameSplitter
+from wire.protocol import RequestHeader, decode_request, encode_response
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,13 @@ class KafkaConnection(protocol.Protocol, TimeoutMixin):
         if response is not None:
             header = slot.header
             version = header.api_version if response_version is None else response_version
-            slot.payload = encode_response(header.correlation_id, header.api_key, version, response)
+            try:
+                slot.payload = encode_response(header.correlation_id, header.api_key, version,
+                                               response)
+            except EncodeError:
+                log.exception("cannot encode the response to api %d v%d", header.api_key, version)
+                self.close_for_bad_input("internal error encoding a response")
+                return
         slot.done = True
         slots = self._slots
         while slots and slots[0].done:

@@ -65,7 +65,8 @@ async def _list_offset(ctx, request, topic: str, partition) -> ListOffsetsRespon
             found = await log.offset_for_timestamp(wanted)
         if found is not None:
             answer.offset, answer.timestamp = found
-            answer.leader_epoch = epoch
+            if ctx.api_version >= 4:
+                answer.leader_epoch = epoch
         if ctx.api_version == 0:
             answer.old_style_offsets = [] if found is None else [found[0]]
     except KafkaError as exc:
