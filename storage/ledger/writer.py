@@ -53,19 +53,34 @@ class _Append:
     done: defer.Deferred[int]
 
 
-def _observe(source: defer.Deferred) -> defer.Deferred:
-    """A new Deferred with the same outcome as `source`, leaving `source` untouched."""
-    observer: defer.Deferred = defer.Deferred()
+class _SharedOutcome:
+    """Lets any number of callers wait for one operation (close) and all see its outcome."""
 
-    def relay(result: object) -> object:
-        if isinstance(result, Failure):
-            observer.errback(result)
+    def __init__(self, operation: defer.Deferred[None]) -> None:
+        self._settled = False
+        self._outcome: object = None
+        self._waiters: list[defer.Deferred[None]] = []
+        operation.addBoth(self._settle)
+
+    def _settle(self, outcome: object) -> None:
+        self._settled, self._outcome = True, outcome
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            self._fire(waiter)
+
+    def _fire(self, waiter: defer.Deferred[None]) -> None:
+        if isinstance(self._outcome, Failure):
+            waiter.errback(self._outcome)
         else:
-            observer.callback(result)
-        return result
+            waiter.callback(None)
 
-    source.addBoth(relay)
-    return observer
+    def observe(self) -> defer.Deferred[None]:
+        waiter: defer.Deferred[None] = defer.Deferred()
+        if self._settled:
+            self._fire(waiter)
+        else:
+            self._waiters.append(waiter)
+        return waiter
 
 
 class WriteHandle(ReadHandle):
@@ -101,7 +116,7 @@ class WriteHandle(ReadHandle):
         self._confirmed_length = length
         self._failure: LedgerError | None = None
         self._closing = False
-        self._close_result: defer.Deferred[None] | None = None
+        self._close_outcome: _SharedOutcome | None = None
         # Ensemble indexes whose node failed and is not yet replaced or back: index → address.
         self._unavailable: dict[int, str] = {}
         self._recently_failed: dict[str, float] = {}  # address → time it last failed
@@ -321,10 +336,10 @@ class WriteHandle(ReadHandle):
         Later appends fail with LedgerClosedError. Fails with LedgerFencedError if another
         owner recovered the ledger first.
         """
-        if self._close_result is None:
+        if self._close_outcome is None:
             self._closing = True
-            self._close_result = defer.ensureDeferred(self._close())
-        return _observe(self._close_result)
+            self._close_outcome = _SharedOutcome(defer.ensureDeferred(self._close()))
+        return self._close_outcome.observe()
 
     async def _close(self) -> None:
         while self._queue or self._repairing:

@@ -48,7 +48,8 @@ class FakeNode:
         self.corrupt: set[tuple[int, int]] = set()
         self.down = False
         self.hold_acks = False  # store adds at once but acknowledge only on release_acks()
-        self.held: list[tuple[int, defer.Deferred[None]]] = []  # (entry id, pending ack)
+        # Adds stored but not yet acknowledged: (ledger id, entry id, pending ack).
+        self.held: list[tuple[int, int, defer.Deferred[None]]] = []
         self.adds: list[AddRequest] = []
         self.closed = False
 
@@ -56,19 +57,21 @@ class FakeNode:
 
     def release_acks(self, *entry_ids: int) -> None:
         """Acknowledge held adds (all of them, or only those of `entry_ids`), in order."""
-        keep: list[tuple[int, defer.Deferred[None]]] = []
-        releasing = []
-        for entry_id, ack in self.held:
-            (releasing if not entry_ids or entry_id in entry_ids else keep).append((entry_id, ack))
+        keep, releasing = [], []
+        for held in self.held:
+            (releasing if not entry_ids or held[1] in entry_ids else keep).append(held)
         self.held = keep
-        for _, ack in releasing:
+        for _, _, ack in releasing:
             ack.callback(None)
 
     def crash(self) -> None:
-        """Go down: held adds fail as if the connection dropped (their data stays stored)."""
+        """Go down: adds not yet acknowledged were not durable, so they are lost, and their
+        requests fail as if the connection dropped."""
         self.down = True
         held, self.held = self.held, []
-        for _, ack in held:
+        for ledger_id, entry_id, _ in held:
+            self.entries.pop((ledger_id, entry_id), None)
+        for _, _, ack in held:
             ack.errback(node_errors.NodeUnavailableError(f"{self.address}: connection lost"))
 
     def stored_ids(self, ledger_id: int) -> list[int]:
@@ -97,7 +100,7 @@ class FakeNode:
         self.last_add_confirmed[ledger_id] = max(previous, last_add_confirmed)
         if self.hold_acks:
             ack: defer.Deferred[None] = defer.Deferred()
-            self.held.append((entry_id, ack))
+            self.held.append((ledger_id, entry_id, ack))
             return ack
         return defer.succeed(None)
 
@@ -152,9 +155,18 @@ class FakeStore(MetadataStore):
     def __init__(self) -> None:
         self.nodes: dict[str, Versioned] = {ROOT: Versioned(b"", 0)}
         self.watches: dict[str, list[Callable[[str], None]]] = {}
-        # Called as before_set(path, value) before a set is applied: lets a test change the
-        # node first, as a concurrent client would.
+        # Called as before_set(path, value) before every set is applied: lets a test change
+        # the node first, as a concurrent client would.
         self.before_set: Callable[[str, bytes], None] | None = None
+        # While True, sets wait in `held_sets` until release_sets() (a slow store).
+        self.hold_sets = False
+        self.held_sets: list[tuple[str, bytes, int | None, defer.Deferred[int]]] = []
+
+    def release_sets(self) -> None:
+        self.hold_sets = False
+        held, self.held_sets = self.held_sets, []
+        for path, value, expected_version, waiting in held:
+            self._set(path, value, expected_version).chainDeferred(waiting)
 
     @property
     def session_state(self) -> SessionState:
@@ -184,9 +196,12 @@ class FakeStore(MetadataStore):
         return defer.succeed(path)
 
     def _set(self, path: str, value: bytes, expected_version: int | None):
+        if self.hold_sets:
+            waiting: defer.Deferred[int] = defer.Deferred()
+            self.held_sets.append((path, value, expected_version, waiting))
+            return waiting
         if self.before_set is not None:
-            hook, self.before_set = self.before_set, None
-            hook(path, value)
+            self.before_set(path, value)
         current = self.nodes.get(path)
         if current is None:
             return defer.fail(NoNodeError("no node", path))
