@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 from storage.ledger.errors import NoSuchLedgerError as NoSuchLedgerIdError
+from storage.managed_ledger.background import BackgroundTasks
 from storage.managed_ledger.config import ManagedLedgerConfig
 from storage.managed_ledger.entry_format import decode_index
 from storage.managed_ledger.errors import (
@@ -56,6 +57,7 @@ class ManagedLedgerFactory:
         self._clock = clock
         self._open: dict[str, ManagedLedger] = {}
         self._opening: dict[str, list[defer.Deferred[ManagedLedger]]] = {}
+        self._background = BackgroundTasks()
 
     # ------------------------------------------------------------------ open
 
@@ -111,6 +113,7 @@ class ManagedLedgerFactory:
                 info=info,
                 info_version=found.version,
                 on_closed=self._forget,
+                background=self._background,
             )
             try:
                 await ledger._start()
@@ -254,9 +257,11 @@ class ManagedLedgerFactory:
     # ------------------------------------------------------------------ shutdown
 
     def close(self) -> defer.Deferred[None]:
-        """Close every managed ledger opened through this factory."""
+        """Close every managed ledger opened through this factory and wait for background
+        clean-up (deleting unused ledgers) to end."""
         return defer.ensureDeferred(self._close_all())
 
     async def _close_all(self) -> None:
         for ledger in list(self._open.values()):
             await ledger.close()
+        await self._background.when_done()

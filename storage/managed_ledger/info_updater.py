@@ -142,11 +142,12 @@ class InfoUpdater:
         else:
             error = ManagedLedgerError(f"metadata update of {self._path} failed: {failure.value}")
         error.__cause__ = failure.value if failure.value is not error else None
-        # Whatever happened, our view of the store is no longer trustworthy: stop.
+        # Whatever happened, our view of the store is no longer trustworthy: stop. The owner
+        # learns first, so that callers woken below already see it stopped.
         self.stop(error)
+        self._on_stopped(error)
         for done in applied:
             done.errback(error)
-        self._on_stopped(error)
         self._continue()
 
     def _continue(self) -> None:

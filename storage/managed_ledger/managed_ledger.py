@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from storage.ledger.errors import CorruptEntryError as LedgerCorruptEntryError
 from storage.ledger.errors import LedgerError, LedgerFencedError
 from storage.ledger.errors import NoSuchLedgerError as NoSuchLedgerIdError
+from storage.managed_ledger.background import BackgroundTasks
 from storage.managed_ledger.cache import EntryCache, ReadBatch
 from storage.managed_ledger.config import ManagedLedgerConfig
 from storage.managed_ledger.cursor import ManagedCursor
@@ -117,6 +118,7 @@ class ManagedLedger:
         info: ManagedLedgerInfo,
         info_version: int,
         on_closed: Callable[[ManagedLedger], None],
+        background: BackgroundTasks,
     ) -> None:
         self.name = name
         self._path = path
@@ -124,6 +126,7 @@ class ManagedLedger:
         self._ledgers = ledgers
         self._clock = clock
         self._on_closed = on_closed
+        self._background = background
         self._updater = InfoUpdater(store, path, info, info_version, self._stop)
         self._state = State.OPEN
         self._stop_error: ManagedLedgerError | None = None
@@ -497,6 +500,7 @@ class ManagedLedger:
                 failure.value,
             )
         )
+        self._background.add(deleted)
 
     # ------------------------------------------------------------------ stopping
 
