@@ -27,9 +27,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kop.handlers import REGISTRY
-from kop.handlers.api_versions import API_VERSIONS_KEY, unsupported_version_response
+from kop.handlers.api_versions import API_VERSIONS_KEY, api_versions_response
+from kop.handlers.registry import HandlerRegistry
 from wire.errors import DecodeError, EncodeError, UnknownApiError, UnsupportedVersionError
 from wire.framing import FrameSplitter
+from wire.generated.error_codes import ErrorCode
 from wire.protocol import RequestHeader, decode_request, encode_response
 
 log = logging.getLogger(__name__)
@@ -66,9 +68,11 @@ class _Slot:
 
 @implementer(IPushProducer)
 class KafkaConnection(protocol.Protocol, TimeoutMixin):
-    def __init__(self, broker: Any, limits: ConnectionLimits) -> None:
+    def __init__(self, broker: Any, limits: ConnectionLimits,
+                 registry: HandlerRegistry = REGISTRY) -> None:
         self.broker = broker
         self.limits = limits
+        self.registry = registry
         self._splitter = FrameSplitter(limits.max_frame_bytes)
         self._slots: deque[_Slot] = deque()
         self._reading_paused_for = set[str]()
@@ -121,10 +125,7 @@ class KafkaConnection(protocol.Protocol, TimeoutMixin):
         except UnsupportedVersionError as exc:
             header = exc.header
             if header is not None and header.api_key == API_VERSIONS_KEY:
-                # Kafka answers in v0 form so that any client can read the supported ranges.
-                slot = _Slot(header)
-                self._slots.append(slot)
-                self._complete(slot, unsupported_version_response(), response_version=0)
+                self._answer_unsupported_api_versions(header)
                 return
             self.close_for_bad_input(str(exc))
             return
@@ -135,12 +136,10 @@ class KafkaConnection(protocol.Protocol, TimeoutMixin):
             self.close_for_bad_input(f"malformed request: {exc}")
             return
 
-        handler = REGISTRY.get(header.api_key)
+        handler = self.registry.get(header.api_key)
         if handler is None or not handler.supports(header.api_version):
             if header.api_key == API_VERSIONS_KEY:
-                slot = _Slot(header)
-                self._slots.append(slot)
-                self._complete(slot, unsupported_version_response(), response_version=0)
+                self._answer_unsupported_api_versions(header)
                 return
             self.close_for_bad_input(
                 f"unsupported request: api key {header.api_key} version {header.api_version}"
@@ -164,6 +163,13 @@ class KafkaConnection(protocol.Protocol, TimeoutMixin):
         else:
             self._complete(slot, result)
         self._update_read_pause()
+
+    def _answer_unsupported_api_versions(self, header: RequestHeader) -> None:
+        # Kafka answers in v0 form so that any client can read the supported ranges.
+        slot = _Slot(header)
+        self._slots.append(slot)
+        response = api_versions_response(self.registry, ErrorCode.UNSUPPORTED_VERSION)
+        self._complete(slot, response, response_version=0)
 
     def _handler_failed(self, slot: _Slot, name: str, failure: Failure) -> None:
         log.error("handler for %s failed: %s", name, failure.getTraceback())
@@ -223,9 +229,11 @@ class KafkaConnection(protocol.Protocol, TimeoutMixin):
 
 
 class KafkaServerFactory(protocol.Factory):
-    def __init__(self, broker: Any, limits: ConnectionLimits | None = None) -> None:
+    def __init__(self, broker: Any, limits: ConnectionLimits | None = None,
+                 registry: HandlerRegistry = REGISTRY) -> None:
         self.broker = broker
         self.limits = limits or ConnectionLimits()
+        self.registry = registry
 
     def buildProtocol(self, addr: Any) -> KafkaConnection:
-        return KafkaConnection(self.broker, self.limits)
+        return KafkaConnection(self.broker, self.limits, self.registry)

@@ -9,28 +9,25 @@ therefore not written: old librdkafka fails on default-valued tagged fields.
 
 from __future__ import annotations
 
-from kop.handlers.registry import REGISTRY, handles
+from kop.handlers.registry import HandlerRegistry, handles
 from wire.generated.error_codes import ErrorCode
 from wire.messages import ApiVersionsResponse
 
 API_VERSIONS_KEY = 18
 
 
-def _supported_keys() -> list[ApiVersionsResponse.ApiVersion]:
-    return [
-        ApiVersionsResponse.ApiVersion(
-            api_key=h.api_key, min_version=h.min_version, max_version=h.max_version
-        )
-        for h in REGISTRY.all()
-    ]
-
-
-def unsupported_version_response() -> ApiVersionsResponse:
+def api_versions_response(registry: HandlerRegistry,
+                          error_code: ErrorCode = ErrorCode.NONE) -> ApiVersionsResponse:
     return ApiVersionsResponse(
-        error_code=ErrorCode.UNSUPPORTED_VERSION, api_keys=_supported_keys()
+        error_code=error_code,
+        api_keys=[
+            ApiVersionsResponse.ApiVersion(
+                api_key=h.api_key, min_version=h.min_version, max_version=h.max_version)
+            for h in registry.all()
+        ],
     )
 
 
 @handles(API_VERSIONS_KEY, 0, 4)
 def handle_api_versions(ctx, request) -> ApiVersionsResponse:
-    return ApiVersionsResponse(error_code=ErrorCode.NONE, api_keys=_supported_keys())
+    return api_versions_response(ctx.connection.registry)
