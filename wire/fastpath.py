@@ -77,7 +77,7 @@ def _uvarint_tail(buf: bytes, pos: int, first: int) -> tuple[int, int]:
 
 
 def _uvarint_bytes(value: int) -> bytes:
-    if value < 128:
+    if 0 <= value < 128:
         return _SMALL_UVARINTS[value]
     if value >> 32 or value < 0:
         raise FastPathError("varint out of range")
