@@ -35,6 +35,7 @@ class NodeRegistration:
         self.path = storage_node_path(address)
         self._value = json.dumps(info, sort_keys=True).encode()
         self._registered = False
+        self._lost = False  # the session was lost since the last registration
         self._closed = False
 
     async def start(self) -> None:
@@ -56,9 +57,12 @@ class NodeRegistration:
 
     def _session_changed(self, state: SessionState) -> None:
         if state == SessionState.LOST:
+            self._lost = True
             self._registered = False
             log.warning("metadata session lost; %s will be registered again", self.path)
-        elif state == SessionState.CONNECTED and not self._registered and not self._closed:
+        elif state == SessionState.CONNECTED and self._lost and not self._closed:
+            # Only after a LOST: the first CONNECTED may arrive while start() registers.
+            self._lost = False
             defer.ensureDeferred(self._register()).addErrback(
                 lambda failure: log.error("could not register %s again: %s", self.path,
                                           failure.getErrorMessage()))
