@@ -80,12 +80,12 @@ class LocalStorageNodeClient:
 
 
 class _PendingRequest:
-    __slots__ = ("request", "result", "timer", "sent")
+    __slots__ = ("request", "result", "deadline", "sent")
 
-    def __init__(self, request: Request, result: defer.Deferred, timer: IDelayedCall) -> None:
+    def __init__(self, request: Request, result: defer.Deferred, deadline: float) -> None:
         self.request = request
         self.result = result
-        self.timer = timer
+        self.deadline = deadline
         self.sent = False
 
 
@@ -153,6 +153,7 @@ class RemoteStorageNodeClient:
         self._connecting: defer.Deferred | None = None
         self._pending: dict[int, _PendingRequest] = {}
         self._next_request_id = 1
+        self._expiry_check: IDelayedCall | None = None
         self._closed = False
 
     # --- the StorageNodeClient interface ------------------------------------------------------
@@ -178,6 +179,9 @@ class RemoteStorageNodeClient:
         """Fail whatever is pending and drop the connection."""
         self._closed = True
         self._fail_all(NodeUnavailableError(f"client of {self.address} closed"))
+        if self._expiry_check is not None:
+            self._expiry_check.cancel()
+            self._expiry_check = None
         if self._connecting is not None:
             self._connecting.cancel()
         connection = self._connection
@@ -193,8 +197,10 @@ class RemoteStorageNodeClient:
             return defer.fail(NodeUnavailableError(f"client of {self.address} is closed"))
         request_id = self._take_request_id()
         result: defer.Deferred = defer.Deferred(lambda _: self._forget(request_id))
-        timer = self._reactor.callLater(self._request_timeout, self._timed_out, request_id)
-        pending = self._pending[request_id] = _PendingRequest(request, result, timer)
+        deadline = self._reactor.seconds() + self._request_timeout
+        pending = self._pending[request_id] = _PendingRequest(request, result, deadline)
+        if self._expiry_check is None:
+            self._schedule_expiry_check()
         if self._connection is not None:
             pending.sent = True
             self._connection.send(request_id, request)
@@ -208,17 +214,29 @@ class RemoteStorageNodeClient:
         return request_id
 
     def _forget(self, request_id: int) -> _PendingRequest | None:
-        pending = self._pending.pop(request_id, None)
-        if pending is not None and pending.timer.active():
-            pending.timer.cancel()
-        return pending
+        return self._pending.pop(request_id, None)
 
-    def _timed_out(self, request_id: int) -> None:
-        pending = self._pending.pop(request_id, None)
-        if pending is not None:
+    # One timer per client rather than per request: arming and cancelling a timer for each
+    # of thousands of requests a second costs more than the request itself.
+
+    def _schedule_expiry_check(self) -> None:
+        oldest = next(iter(self._pending.values()))  # requests expire in the order they started
+        delay = max(0.0, oldest.deadline - self._reactor.seconds())
+        self._expiry_check = self._reactor.callLater(delay, self._expire_requests)
+
+    def _expire_requests(self) -> None:
+        self._expiry_check = None
+        now = self._reactor.seconds()
+        while self._pending:
+            request_id, pending = next(iter(self._pending.items()))
+            if pending.deadline > now:
+                break
+            del self._pending[request_id]
             pending.result.errback(NodeUnavailableError(
                 f"storage node {self.address} did not answer "
                 f"{type(pending.request).__name__} within {self._request_timeout} s"))
+        if self._pending:
+            self._schedule_expiry_check()
 
     def _response(self, response: Any) -> None:
         pending = self._forget(response.request_id)
