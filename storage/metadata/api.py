@@ -159,8 +159,13 @@ class MetadataStore(ABC):
         changed or deleted, or a child is added or removed; returns cancel().
 
         Notifications say "look again", not what changed: several quick changes may
-        arrive as one call, and after a ZooKeeper reconnection every watch is called
-        once because changes may have been missed meanwhile. The node need not exist.
+        arrive as one call, but a change made after a call has started always leads to
+        another call. After a ZooKeeper reconnection every watch is called once, since
+        changes may have been missed meanwhile. The node need not exist.
+
+        Changes made after a later read through this same store has returned are
+        certain to be reported (on ZooKeeper the watch is armed asynchronously; the read
+        is queued behind it): watch first, then read the initial state.
         """
         checked = self._open_path(path)
         if not callable(callback):

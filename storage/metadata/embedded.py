@@ -339,6 +339,12 @@ class EmbeddedStore(MetadataStore):
         return self._directory
 
     @property
+    def commit_count(self) -> int:
+        """Transactions committed in this directory since this process opened it; each
+        covers every request that was waiting (group commit)."""
+        return self._database.commits
+
+    @property
     def session_state(self) -> SessionState:
         return SessionState.LOST if self.closed else SessionState.CONNECTED
 

@@ -8,9 +8,9 @@ asynchronous API and hands the answer to the reactor thread with
   created when the first connection is made (and by any create that needs it).
 - Persistent watches: ZooKeeper watches fire once, and kazoo 2.11 has no API for
   ZooKeeper 3.6's persistent watches, so each watched path keeps an exists-watch and a
-  children-watch armed, re-arming whenever one fires *before* notifying the callbacks.
-  A callback's follow-up read is queued behind the re-arming requests on the same
-  session, so no change can fall between what it reads and the next notification.
+  children-watch armed, and re-arms them whenever one fires; the callbacks are called
+  once the server has armed them again, so no change can fall between what a
+  callback reads and the next notification.
 - Connection loss drops every ZooKeeper watch (kazoo clears them); on reconnection all
   watches are re-armed and every callback is called once, since changes may have been
   missed meanwhile.
@@ -128,25 +128,40 @@ async def _all(deferreds: list[Deferred[Any]]) -> None:
 
 
 class _PathWatch:
-    """Keeps kazoo's one-shot watches armed on one path; each firing becomes a notification."""
+    """Keeps kazoo's one-shot watches armed on one path; each firing becomes a notification.
+
+    A notification is delivered only once the watches are armed again (the server has
+    answered the arming requests), so any change made after a callback runs, by any
+    session, fires a new notification. Events that arrive while arming trigger one more
+    round before anybody is notified.
+    """
 
     def __init__(self, store: ZooKeeperStore, path: str) -> None:
         self._store = store
         self.path = path
         self._full_path = store._full_path(path)
         self.active = True
+        self._arming = False
+        self._arm_again = False
+        self._notify_when_armed = False
 
-    def arm(self) -> None:
-        """Ask for an exists-watch (fires on create, change, delete) and a children-watch.
-
-        Called on the reactor thread; only queues the requests, never waits.
-        """
-        self._store._send_when_connectable(self._send_arming_requests, lambda error: None)
+    def arm(self, notify: bool) -> None:
+        """(Re-)arm the watches; with ``notify``, tell the callbacks once that is done."""
+        self._notify_when_armed |= notify
+        if self._arming:
+            self._arm_again = True
+            return
+        self._arming = True
+        self._store._send_when_connectable(self._send_arming_requests, self._arming_failed)
 
     def _send_arming_requests(self) -> None:
+        # An exists-watch fires on create, value change and delete; a children-watch on
+        # child create and delete. ZooKeeper answers in order, so the children answer
+        # arriving means both watches are set.
         client = self._store._client
-        client.exists_async(self._full_path, watch=self._on_event).rawlink(self._on_armed)
-        client.get_children_async(self._full_path, watch=self._on_event).rawlink(self._on_armed)
+        client.exists_async(self._full_path, watch=self._on_event).rawlink(self._log_failure)
+        children = client.get_children_async(self._full_path, watch=self._on_event)
+        children.rawlink(self._on_armed)
 
     def _on_event(self, event: WatchedEvent) -> None:  # kazoo thread
         # EventType.NONE reports a connection change, not a node change; the store
@@ -156,20 +171,38 @@ class _PathWatch:
 
     def _changed(self) -> None:
         if self.active:
-            self.arm()  # queued before any read the callbacks make
-            self._store._watches.notify(self.path)
+            self.arm(notify=True)
 
     def _on_armed(self, result: IAsyncResult) -> None:  # kazoo thread
         error = result.exception
-        if error is None or isinstance(
+        # NoNodeError: the node does not exist, and its exists-watch waits for its creation.
+        armed = error is None or isinstance(error, kazoo_errors.NoNodeError)
+        self._store._reactor.callFromThread(self._arming_done, armed)
+
+    def _arming_failed(self, error: BaseException) -> None:
+        self._arming_done(False)
+
+    def _arming_done(self, armed: bool) -> None:
+        self._arming = False
+        if not self.active:
+            return
+        if self._arm_again:
+            self._arm_again = False
+            self.arm(notify=False)
+        elif armed and self._notify_when_armed:
+            self._notify_when_armed = False
+            self._store._watches.notify(self.path)
+        # Not armed (connection lost): the store re-arms every watch on reconnection.
+
+    def _log_failure(self, result: IAsyncResult) -> None:  # kazoo thread
+        error = result.exception
+        if error is not None and not isinstance(
             error,
-            kazoo_errors.NoNodeError  # children of a missing node: the exists-watch covers it
-            | kazoo_errors.ConnectionLoss  # re-armed on reconnection
+            kazoo_errors.ConnectionLoss  # re-armed on reconnection
             | kazoo_errors.SessionExpiredError
             | kazoo_errors.ConnectionClosedError,
         ):
-            return
-        _log.error("cannot watch {path} in ZooKeeper: {error!r}", path=self.path, error=error)
+            _log.error("cannot watch {path} in ZooKeeper: {error!r}", path=self.path, error=error)
 
 
 class ZooKeeperStore(MetadataStore):
@@ -444,7 +477,7 @@ class ZooKeeperStore(MetadataStore):
 
     def _start_watching(self, path: str) -> None:
         path_watch = self._path_watches[path] = _PathWatch(self, path)
-        path_watch.arm()
+        path_watch.arm(notify=False)
 
     def _stop_watching(self, path: str) -> None:
         # kazoo cannot remove a ZooKeeper watch; the inactive one fires once and is ignored.
@@ -483,11 +516,9 @@ class ZooKeeperStore(MetadataStore):
                 _log.failure("metadata session listener raised on {state}", state=state)
 
     def _rearm_watches(self) -> None:
-        path_watches = list(self._path_watches.values())
-        for path_watch in path_watches:
-            path_watch.arm()
-        for path_watch in path_watches:
-            self._watches.notify(path_watch.path)
+        # Changes may have been missed while disconnected: every watch is told once.
+        for path_watch in list(self._path_watches.values()):
+            path_watch.arm(notify=True)
 
     def _ready(self, timeout: float) -> Deferred[None]:
         if self._state is SessionState.CONNECTED:
