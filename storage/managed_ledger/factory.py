@@ -26,8 +26,9 @@ from storage.managed_ledger.errors import (
     ManagedLedgerNotFoundError,
 )
 from storage.managed_ledger.info import LedgerInfo, ManagedLedgerInfo
-from storage.managed_ledger.managed_ledger import ManagedLedger, ledger_length
+from storage.managed_ledger.managed_ledger import ManagedLedger
 from storage.managed_ledger.names import MANAGED_LEDGERS_PATH, name_to_path, validate_name
+from storage.managed_ledger.reader import ledger_length
 from storage.metadata.errors import BadVersionError, NodeExistsError, NoNodeError, NotEmptyError
 
 if TYPE_CHECKING:

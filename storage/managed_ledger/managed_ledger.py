@@ -16,31 +16,24 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-from storage.ledger.errors import CorruptEntryError as LedgerCorruptEntryError
-from storage.ledger.errors import LedgerError, LedgerFencedError
+from storage.ledger.errors import LedgerFencedError
 from storage.ledger.errors import NoSuchLedgerError as NoSuchLedgerIdError
 from storage.managed_ledger.background import BackgroundTasks
-from storage.managed_ledger.cache import EntryCache, ReadBatch
+from storage.managed_ledger.cache import EntryCache
 from storage.managed_ledger.config import ManagedLedgerConfig
 from storage.managed_ledger.cursor import ManagedCursor
-from storage.managed_ledger.entry_format import (
-    HEADER_SIZE,
-    decode_entry,
-    decode_index,
-    encode_entry,
-)
+from storage.managed_ledger.entry_format import HEADER_SIZE, encode_entry
 from storage.managed_ledger.errors import (
-    CorruptEntryError,
     CursorNotFoundError,
     ManagedLedgerClosedError,
     ManagedLedgerError,
@@ -50,22 +43,18 @@ from storage.managed_ledger.info import LedgerInfo, ManagedLedgerInfo
 from storage.managed_ledger.info_updater import InfoUpdater
 from storage.managed_ledger.names import validate_cursor_name
 from storage.managed_ledger.position import Entry, Position
+from storage.managed_ledger.reader import ChainReader, LedgerRange, ledger_length
 from storage.managed_ledger.retention import ledgers_to_delete
 
 if TYPE_CHECKING:
-    from storage.ledger import LedgerClient, ReadHandle, WriteHandle
+    from storage.ledger import LedgerClient, WriteHandle
     from storage.metadata.api import MetadataStore
 
 log = logging.getLogger(__name__)
 
+# Indexes are stored as signed 64-bit integers.
 MIN_INDEX = -(2**63)
 MAX_INDEX = 2**63 - 1
-# Largest number of entries asked from the ledger client in one read call.
-MAX_ENTRIES_PER_STORAGE_READ = 256
-# Closed-ledger read handles kept open for readers, least recently used dropped first.
-MAX_READ_HANDLES = 32
-# (ledger id, entry id) -> index pairs remembered from find()'s binary-search probes.
-MAX_REMEMBERED_INDEXES = 4096
 
 
 class State(enum.Enum):
@@ -94,13 +83,6 @@ class _CurrentLedger:
     confirmed_bytes: int = 0
     first_index: int | None = None
     broken: bool = False  # an append failed: roll over to a fresh ledger before sending more
-
-
-@dataclass(frozen=True, slots=True)
-class _LedgerRange:
-    ledger_id: int
-    entries: int  # confirmed entries (closed ledgers: all of them)
-    first_index: int | None
 
 
 class ManagedLedger:
@@ -142,12 +124,13 @@ class ManagedLedger:
 
         self._cache = EntryCache(config.cache_bytes)
         self._listeners: list[Callable[[Entry], None]] = []
-        self._read_handles: OrderedDict[int, ReadHandle] = OrderedDict()
-        self._remembered_indexes: dict[tuple[int, int], int] = {}
+        self._reader = ChainReader(self, ledgers, self._cache)
         self._cursors: dict[str, ManagedCursor] = {}
         self._trim_lock = defer.DeferredLock()
         self._maintenance: IDelayedCall | None = None
         self._closed_totals: tuple[ManagedLedgerInfo, int, int] | None = None
+        self._close_waiters: list[defer.Deferred[None]] = []
+        self._close_done = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -164,12 +147,26 @@ class ManagedLedger:
         self._schedule_maintenance()
 
     def close(self) -> defer.Deferred[None]:
-        """Finish pending appends, seal the current ledger, release this instance."""
-        return defer.ensureDeferred(self._close())
+        """Finish pending appends, seal the current ledger, release this instance. Every
+        call fires once the close is complete."""
+        if self._close_done:
+            return defer.succeed(None)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._close_waiters.append(waiter)
+        if len(self._close_waiters) == 1:  # the first call does the work
+            closing = defer.ensureDeferred(self._close())
+            closing.addErrback(lambda failure: log.error(
+                "closing %s failed: %s", self.name, failure.getTraceback()))
+            closing.addBoth(self._closing_finished)
+        return waiter
+
+    def _closing_finished(self, _: object) -> None:
+        self._close_done = True
+        waiters, self._close_waiters = self._close_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
 
     async def _close(self) -> None:
-        if self._state in (State.CLOSED, State.CLOSING):
-            return
         if self._state is State.OPEN:
             self._state = State.CLOSING
             await self._wait_quiet()
@@ -359,6 +356,9 @@ class ManagedLedger:
             new_writer = await self._create_ledger()
             if new_writer is None:
                 return
+            if self._stop_error is not None:  # fenced while the ledger was being created
+                self._delete_ledger_later(new_writer.ledger_id)
+                return
             now = self._clock.seconds()
             new_ledger = LedgerInfo(ledger_id=new_writer.ledger_id, created=now)
             if self._writer is not None:
@@ -454,9 +454,15 @@ class ManagedLedger:
                     )
                 )
                 return None
+        if entries != current.confirmed_entries:
+            # Recovery kept entries whose appends were not confirmed to us (they may have
+            # been acknowledged by the nodes): the cache no longer holds a contiguous tail.
+            log.warning("ledger %s of %s sealed with %d entries, %d confirmed",
+                        current.ledger_id, self.name, entries, current.confirmed_entries)
+            self._cache.clear()
         first_index = current.first_index
         if entries and first_index is None:
-            first_index = await self._read_index(current.ledger_id, 0)
+            first_index = await self._reader.read_index(current.ledger_id, 0)
         current.confirmed_entries = entries
         current.confirmed_bytes = size
         return LedgerInfo(
@@ -492,7 +498,7 @@ class ManagedLedger:
     def _delete_ledger_later(self, ledger_id: int) -> None:
         """Best-effort removal of a ledger no chain refers to (failures leave an orphan that
         holds no acknowledged data)."""
-        self._forget_ledger(ledger_id)
+        self._reader.forget(ledger_id)
         deleted = self._ledgers.delete_ledger(ledger_id)
         deleted.addErrback(
             lambda failure: log.warning(
@@ -527,20 +533,23 @@ class ManagedLedger:
 
     # ------------------------------------------------------------------ positions and sizes
 
-    def _ranges(self) -> list[_LedgerRange]:
-        """Every ledger of the chain with its confirmed entry count, oldest first."""
+    def ranges(self) -> list[LedgerRange]:
+        """Every ledger of the chain with its confirmed entries, oldest first."""
         current = self._current
         ranges = []
         for ledger in self._updater.info.ledgers:
             if current is not None and ledger.ledger_id == current.ledger_id:
-                ranges.append(
-                    _LedgerRange(ledger.ledger_id, current.confirmed_entries, current.first_index)
-                )
+                ranges.append(LedgerRange(ledger.ledger_id, current.confirmed_entries,
+                                          current.confirmed_bytes, current.first_index))
             else:
-                ranges.append(_LedgerRange(ledger.ledger_id, ledger.entries or 0, ledger.first_index))
+                ranges.append(LedgerRange(ledger.ledger_id, ledger.entries or 0,
+                                          ledger.size or 0, ledger.first_index))
         return ranges
 
-    def _first_entry_of(self, ledger_id: int) -> int:
+    def current_writer(self) -> WriteHandle | None:
+        return self._writer
+
+    def first_entry_of(self, ledger_id: int) -> int:
         """First entry id of this ledger still in the log (truncate_before may cut it)."""
         start = self._updater.info.log_start
         if start is None or ledger_id > start.ledger_id:
@@ -552,8 +561,8 @@ class ManagedLedger:
     @property
     def first_position(self) -> Position:
         """The oldest entry still in the log or, when it holds none, where the next one goes."""
-        for ledger in self._ranges():
-            first = self._first_entry_of(ledger.ledger_id)
+        for ledger in self.ranges():
+            first = self.first_entry_of(ledger.ledger_id)
             if first < ledger.entries:
                 return Position(ledger.ledger_id, first)
         return self._next_position()
@@ -563,7 +572,7 @@ class ManagedLedger:
         """The newest durable entry; when the log is empty, the position just before
         first_position (so first_position > last_confirmed_position means "empty")."""
         first = self.first_position
-        for ledger in reversed(self._ranges()):
+        for ledger in reversed(self.ranges()):
             if ledger.entries:
                 last = Position(ledger.ledger_id, ledger.entries - 1)
                 if last >= first:
@@ -586,8 +595,8 @@ class ManagedLedger:
         count = closed_entries + (self._current.confirmed_entries if self._current else 0)
         start = self._updater.info.log_start
         if start is not None:
-            for ledger in self._ranges():
-                count -= min(ledger.entries, self._first_entry_of(ledger.ledger_id))
+            for ledger in self.ranges():
+                count -= min(ledger.entries, self.first_entry_of(ledger.ledger_id))
         return count
 
     @property
@@ -631,98 +640,7 @@ class ManagedLedger:
         cached = self._cache.read(start, max_entries, max_bytes)
         if cached is not None:
             return defer.succeed(cached)
-        return defer.ensureDeferred(self._read_from_storage(start, max_entries, max_bytes))
-
-    async def _read_from_storage(
-        self, start: Position, max_entries: int, max_bytes: int | None
-    ) -> list[Entry]:
-        batch = ReadBatch(max_entries, max_bytes)
-        position = start
-        while not batch.full:
-            located = self._locate(position)
-            if located is None:
-                break
-            ledger, first = located
-            cached = self._cache.read(Position(ledger.ledger_id, first), batch.room, None)
-            if cached is not None:
-                batch.extend(cached)  # the cache holds the whole rest of the log
-                break
-            count = min(ledger.entries - first, batch.room, self._batch_size(ledger, batch.budget))
-            try:
-                stored = await self._read_ledger(ledger.ledger_id, first, first + count - 1)
-            except NoSuchLedgerIdError:
-                if ledger.ledger_id in self.ledger_ids:
-                    raise
-                position = self.first_position  # deleted by retention meanwhile
-                continue
-            entries = []
-            for entry_id, raw in enumerate(stored, start=first):
-                entry_position = Position(ledger.ledger_id, entry_id)
-                index, data = decode_entry(raw, self._describe(entry_position))
-                entries.append(Entry(entry_position, index, data))
-            batch.extend(entries)
-            position = Position(ledger.ledger_id, first + count)
-        return batch.entries
-
-    def _locate(self, position: Position) -> tuple[_LedgerRange, int] | None:
-        """The ledger and first entry id holding the first entry at or after position."""
-        for ledger in self._ranges():
-            if ledger.ledger_id < position.ledger_id:
-                continue
-            first = self._first_entry_of(ledger.ledger_id)
-            if ledger.ledger_id == position.ledger_id:
-                first = max(first, position.entry_id)
-            if first < ledger.entries:
-                return ledger, first
-        return None
-
-    def _batch_size(self, ledger: _LedgerRange, budget: int | None) -> int:
-        if budget is None:
-            return MAX_ENTRIES_PER_STORAGE_READ
-        info = next((item for item in self._updater.info.ledgers
-                     if item.ledger_id == ledger.ledger_id), None)
-        if self._current is not None and ledger.ledger_id == self._current.ledger_id:
-            size, entries = self._current.confirmed_bytes, self._current.confirmed_entries
-        elif info is not None and info.size is not None:
-            size, entries = info.size, info.entries or 0
-        else:
-            return 1
-        average = max(1, size // max(1, entries) - HEADER_SIZE)
-        return max(1, min(MAX_ENTRIES_PER_STORAGE_READ, budget // average + 1))
-
-    async def _read_ledger(self, ledger_id: int, first: int, last: int) -> list[bytes]:
-        try:
-            if self._writer is not None and ledger_id == self._writer.ledger_id:
-                return await self._writer.read(first, last)
-            handle = await self._read_handle(ledger_id)
-            return await handle.read(first, last)
-        except NoSuchLedgerIdError:
-            raise
-        except LedgerError as exc:
-            if isinstance(exc, LedgerCorruptEntryError):
-                error: ManagedLedgerError = CorruptEntryError(
-                    f"{self.name}: ledger {ledger_id} entries {first}..{last}: {exc}"
-                )
-            else:
-                error = ManagedLedgerError(
-                    f"{self.name}: reading ledger {ledger_id} entries {first}..{last}: {exc}"
-                )
-            raise error from exc
-
-    async def _read_handle(self, ledger_id: int) -> ReadHandle:
-        handle = self._read_handles.get(ledger_id)
-        if handle is not None:
-            self._read_handles.move_to_end(ledger_id)
-            return handle
-        handle = await self._ledgers.open_ledger(ledger_id, recovery=False)
-        self._read_handles[ledger_id] = handle
-        while len(self._read_handles) > MAX_READ_HANDLES:
-            _, evicted = self._read_handles.popitem(last=False)
-            evicted.close()
-        return handle
-
-    def _describe(self, position: Position) -> str:
-        return f"entry {position} of managed ledger {self.name}"
+        return defer.ensureDeferred(self._reader.read(start, max_entries, max_bytes))
 
     # ------------------------------------------------------------------ find
 
@@ -731,55 +649,7 @@ class ManagedLedger:
         has a greater index (or the log is empty)."""
         if self._state is State.CLOSED:
             return defer.fail(self._unusable_error())
-        return defer.ensureDeferred(self._find(index))
-
-    async def _find(self, index: int) -> Position | None:
-        first = self.first_position
-        if first > self.last_confirmed_position:
-            return None
-        cached_first = self._cache.first_position
-        if cached_first is not None and cached_first >= first:
-            cached = self._cache.last_at_or_below(index)
-            if cached is not None:
-                return cached.position
-        candidates = [ledger for ledger in self._ranges()
-                      if self._first_entry_of(ledger.ledger_id) < ledger.entries]
-        chosen = None
-        for ledger in reversed(candidates):
-            first_index = ledger.first_index
-            if first_index is None:
-                first_index = await self._read_index(ledger.ledger_id, 0)
-            if first_index <= index:
-                chosen = ledger
-                break
-        if chosen is None:
-            return None
-        low = self._first_entry_of(chosen.ledger_id)
-        high = chosen.entries - 1
-        if await self._read_index(chosen.ledger_id, low) > index:
-            return None  # the ledger was cut by truncate_before above the target
-        while low < high:
-            middle = (low + high + 1) // 2
-            if await self._read_index(chosen.ledger_id, middle) <= index:
-                low = middle
-            else:
-                high = middle - 1
-        return Position(chosen.ledger_id, low)
-
-    async def _read_index(self, ledger_id: int, entry_id: int) -> int:
-        key = (ledger_id, entry_id)
-        known = self._remembered_indexes.get(key)
-        if known is not None:
-            return known
-        entries = self._cache.read(Position(ledger_id, entry_id), 1, None)
-        if entries and entries[0].position == Position(ledger_id, entry_id):
-            return entries[0].index
-        raw = (await self._read_ledger(ledger_id, entry_id, entry_id))[0]
-        index = decode_index(raw, self._describe(Position(ledger_id, entry_id)))
-        if len(self._remembered_indexes) >= MAX_REMEMBERED_INDEXES:
-            self._remembered_indexes.clear()
-        self._remembered_indexes[key] = index
-        return index
+        return defer.ensureDeferred(self._reader.find(index))
 
     # ------------------------------------------------------------------ cursors
 
@@ -907,7 +777,7 @@ class ManagedLedger:
         await self._updater.update(drop_ledgers)
         self._cache.evict_before(self.first_position)
         for ledger_id in sorted(doomed_ids):
-            self._forget_ledger(ledger_id)
+            self._reader.forget(ledger_id)
             try:
                 await self._ledgers.delete_ledger(ledger_id)
             except NoSuchLedgerIdError:
@@ -917,12 +787,6 @@ class ManagedLedger:
                             ledger_id, self.name, exc)
         return len(doomed_ids)
 
-    def _forget_ledger(self, ledger_id: int) -> None:
-        handle = self._read_handles.pop(ledger_id, None)
-        if handle is not None:
-            handle.close()
-        for key in [key for key in self._remembered_indexes if key[0] == ledger_id]:
-            del self._remembered_indexes[key]
 
     def truncate_before(self, position: Position) -> defer.Deferred[None]:
         """Make position the log's first entry (entries before it are gone for readers,
@@ -983,14 +847,3 @@ class ManagedLedger:
             self._start_rollover()
         await self.trim()
 
-
-async def ledger_length(handle: Any, entries: int) -> int:
-    """Bytes stored in a sealed ledger: its metadata knows; read the entries otherwise."""
-    length = getattr(getattr(handle, "metadata", None), "length", None)
-    if isinstance(length, int) and (length or not entries):
-        return length
-    total = 0
-    for first in range(0, entries, MAX_ENTRIES_PER_STORAGE_READ):
-        last = min(entries, first + MAX_ENTRIES_PER_STORAGE_READ) - 1
-        total += sum(len(raw) for raw in await handle.read(first, last))
-    return total

@@ -345,14 +345,15 @@ async def test_close_waits_for_pending_appends_and_seals_the_ledger(world):
     ledger = await factory.open(NAME, ManagedLedgerConfig(max_entries_per_ledger=2))
     world.ledgers.hold_appends = True
     pending = [ledger.append(b"x", i) for i in range(5)]
-    closed = ledger.close()
-    assert not closed.called
+    closed, closed_again = ledger.close(), ledger.close()
+    assert not closed.called and not closed_again.called
     with pytest.raises(ManagedLedgerClosedError):
         await ledger.append(b"late", 9)
     world.ledgers.hold_appends = False
     while world.ledgers.held:
         world.ledgers.release_appends()
     await closed
+    await closed_again
     assert all(d.called for d in pending)
     assert ledger.state is State.CLOSED
     recorded = world.info().ledgers

@@ -207,11 +207,15 @@ class FakeLedgerClient:
         self.deleted.append(ledger_id)
         return defer.succeed(None)
 
-    def release_appends(self, count: int | None = None) -> None:
-        """Acknowledge held appends, oldest first (as a ledger completes them: in order)."""
+    def release_appends(self, count: int | None = None, error: Exception | None = None) -> None:
+        """Acknowledge held appends, oldest first (as a ledger completes them: in order), or
+        fail them with error (their entries stay on the "nodes", as after a lost ack)."""
         while self.held and (count is None or count > 0):
             handle, entry_id, done = self.held.pop(0)
-            handle._acknowledge(entry_id, done)
+            if error is None:
+                handle._acknowledge(entry_id, done)
+            else:
+                done.errback(error)
             if count is not None:
                 count -= 1
 
