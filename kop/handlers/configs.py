@@ -129,7 +129,7 @@ async def _describe_configs(ctx, request) -> DescribeConfigsResponse:
         result.configs = [
             DescribeConfigsResponse.DescribeConfigsResourceResult(
                 name=c.name, value=c.value, read_only=c.read_only,
-                is_default=c.config_source == ConfigSource.DEFAULT_CONFIG,
+                is_default=version == 0 and c.config_source == ConfigSource.DEFAULT_CONFIG,
                 config_source=c.config_source, is_sensitive=False,
                 synonyms=[DescribeConfigsResponse.DescribeConfigsSynonym(
                     name=n, value=v, source=s) for n, v, s in c.synonyms],
