@@ -38,10 +38,9 @@ CLIENTS: dict[str, ClientInfo] = {
             "compat_tests.clients.confluent:ConfluentClient",
             "2.16.1 (librdkafka 2.16)",
         ),
-        ClientInfo(
-            "kcat", "compat_tests.clients.kcat:KcatClient", "1.7.1 (Debian, librdkafka 2.0.2)"
-        ),
-        ClientInfo("kafkajs", "compat_tests.clients.kafkajs:KafkaJSClient", "2.2.4 (Node.js)"),
+        # kcat (Debian 1.7.1) and kafkajs 2.2.4 (compat_tests/node/package.json) are the
+        # next adapters to write; they are left out until they exist rather than being
+        # reported as failures or n/a that say nothing about the broker.
     ]
 }
 

@@ -293,6 +293,8 @@ class AIOKafkaClient(Client):
         try:
             await consumer.topics()  # refreshes metadata for every topic
             partitions = consumer.partitions_for_topic(topic) or set()
+            if not partitions:
+                raise WaitTimeout(f"metadata for every topic lists no partitions of {topic}")
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from compat_tests.clients.base import Client
 from compat_tests.kafka_errors import MESSAGE_TOO_LARGE
-from compat_tests.model import BrokerError, ProducerOptions, Record
+from compat_tests.model import BrokerError, CheckFailed, ProducerOptions, Record
 from compat_tests.scenarios.checks import (
     compare_records,
     expect_contiguous_offsets,
@@ -162,7 +162,7 @@ def max_message_bytes(client: Client, ctx: Context) -> None:
             error.name, MESSAGE_TOO_LARGE, "error for a batch one byte over max.message.bytes"
         )
     else:
-        raise AssertionError("a batch one byte over max.message.bytes was accepted")
+        raise CheckFailed("a batch one byte over max.message.bytes was accepted")
     consumed = client.read_all(topic)
     expect_equal(
         [(r.offset, len(r.value or b"")) for r in consumed],
