@@ -220,11 +220,16 @@ class ConfluentClient(Client):
 
     @staticmethod
     def _read_until_eof(
-        consumer: Consumer, partitions: set[int], max_records: int | None
+        consumer: Consumer,
+        partitions: set[int],
+        max_records: int | None,
+        eof_offsets: dict[int, int] | None = None,
     ) -> list[Record]:
-        """Reads until librdkafka reports end-of-partition for each partition (or enough)."""
+        """Reads until librdkafka reports end-of-partition for each partition (or enough);
+        `eof_offsets` receives the offset each end-of-partition event reported."""
         records: list[Record] = []
         at_end: set[int] = set()
+        eof_offsets = {} if eof_offsets is None else eof_offsets
         deadline = Deadline(DEFAULT_WAIT_SECONDS)
         while at_end != partitions and (max_records is None or len(records) < max_records):
             if deadline.expired():
@@ -238,6 +243,7 @@ class ConfluentClient(Client):
             if message.error():
                 if message.error().code() == KafkaError._PARTITION_EOF:
                     at_end.add(message.partition())
+                    eof_offsets[message.partition()] = message.offset()
                     continue
                 _raise_kafka_error(message.error())
             records.append(_to_record(message))
@@ -263,9 +269,13 @@ class ConfluentClient(Client):
                     start.kind, start.value
                 )
             consumer.assign([TopicPartition(topic, partition, offset)])
-            records = self._read_until_eof(consumer, {partition}, max_records)
+            eof_offsets: dict[int, int] = {}
+            records = self._read_until_eof(consumer, {partition}, max_records, eof_offsets)
             (position,) = consumer.position([TopicPartition(topic, partition)])
-            return ReadResult(records, position.offset)
+            # position() stays unset (-1001) until a message is consumed; the
+            # end-of-partition event then carries the position instead.
+            offset = position.offset if position.offset >= 0 else eof_offsets.get(partition, -1)
+            return ReadResult(records, offset)
         finally:
             consumer.close()
 
