@@ -756,7 +756,8 @@ class ManagedLedger:
     async def _trim(self) -> int:
         self._check_writable()
         info = self._updater.info
-        current_bytes = self._current.confirmed_bytes if self._current else 0
+        ranges = self.ranges()
+        last_ledger_bytes = ranges[-1].size if ranges else 0  # open or not, it stays
         doomed = ledgers_to_delete(
             info.ledgers,
             now=self._clock.seconds(),
@@ -764,7 +765,7 @@ class ManagedLedger:
             retention_bytes=self._config.retention_bytes,
             log_start=info.log_start,
             cursor_positions=info.cursors.values(),
-            current_ledger_bytes=current_bytes,
+            current_ledger_bytes=last_ledger_bytes,
         )
         if not doomed:
             return 0

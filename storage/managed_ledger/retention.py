@@ -26,7 +26,7 @@ def ledgers_to_delete(
     current_ledger_bytes: int = 0,
 ) -> list[LedgerInfo]:
     """The oldest-first ledgers to delete. current_ledger_bytes is the size of the last
-    (possibly open) ledger, which the chain's metadata does not know yet."""
+    ledger, which stays whatever happens (and while open, the chain does not record it)."""
     slowest_cursor = min(cursor_positions, default=None)
     closed = ledgers[:-1]
     remaining_bytes = current_ledger_bytes + sum(ledger.size or 0 for ledger in closed)
