@@ -161,27 +161,16 @@ class _Database:
         self.sessions: set[EmbeddedStore] = set()
         self.commits = 0  # group commits so far; tests use it to see grouping happen
         self._reactor = reactor
-        directory.mkdir(parents=True, exist_ok=True)
-        self._lock, first_in_process = _DirectoryLock.acquire(directory)
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         try:
-            database_path = directory / DATABASE_FILE
-            self._writer = _connect(database_path)
-            sqlite_tree.prepare_schema(self._writer, str(database_path))
-            self._writer.execute("PRAGMA journal_mode = WAL")
-            self._writer.execute("PRAGMA synchronous = FULL")  # fsync the WAL on every commit
-            self._writer.execute("PRAGMA journal_size_limit = 67108864")
-            if first_in_process:
-                # Nobody in this process has a session yet, so every ephemeral node
-                # left in the file belongs to a process that died.
-                self._writer.execute("BEGIN IMMEDIATE")
-                sqlite_tree.delete_owned(self._writer, None)
-                self._writer.execute("COMMIT")
-            _fsync_directory(directory)
-            self._reader = _connect(database_path)
-            self._reader.execute("PRAGMA query_only = ON")
-        except sqlite3.Error as error:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._lock, first_in_process = _DirectoryLock.acquire(directory)
+        except OSError as error:
+            raise StoreOpenError(f"cannot open metadata store {directory}: {error}") from error
+        try:
+            self._open_connections(first_in_process)
+        except (sqlite3.Error, OSError) as error:
             self._close_connections()
             self._lock.release()
             raise StoreOpenError(f"cannot open metadata store {directory}: {error}") from error
@@ -195,6 +184,23 @@ class _Database:
             target=self._run_writer, name=f"kop-metadata-writer {directory}", daemon=True
         )
         self._thread.start()
+
+    def _open_connections(self, first_in_process: bool) -> None:
+        database_path = self.directory / DATABASE_FILE
+        self._writer = _connect(database_path)
+        sqlite_tree.prepare_schema(self._writer, str(database_path))
+        self._writer.execute("PRAGMA journal_mode = WAL")
+        self._writer.execute("PRAGMA synchronous = FULL")  # fsync the WAL on every commit
+        self._writer.execute("PRAGMA journal_size_limit = 67108864")
+        if first_in_process:
+            # Nobody in this process has a session yet, so every ephemeral node left
+            # in the file belongs to a process that died.
+            self._writer.execute("BEGIN IMMEDIATE")
+            sqlite_tree.delete_owned(self._writer, None)
+            self._writer.execute("COMMIT")
+        _fsync_directory(self.directory)  # make the new -wal/-shm files' names durable
+        self._reader = _connect(database_path)
+        self._reader.execute("PRAGMA query_only = ON")
 
     # -- reactor side ---------------------------------------------------------------------
 

@@ -273,3 +273,11 @@ async def test_session_state_and_the_file_url_form(tmp_path):
     await store.close()
     assert store.session_state is SessionState.LOST
     assert states == []  # an embedded session never disconnects; closing is not reported
+
+
+def test_a_directory_that_cannot_be_used_gives_a_store_open_error(tmp_path):
+    not_a_directory = tmp_path / "plain-file"
+    not_a_directory.write_bytes(b"data")
+    with pytest.raises(StoreOpenError, match="cannot open metadata store"):
+        EmbeddedStore(not_a_directory)
+    assert not_a_directory.read_bytes() == b"data"
