@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from twisted.python.threadpool import ThreadPool
 from storage.node.api import LacResult
 from storage.node.errors import (
     InvalidRequestError,
+    JournalFailedError,
     LedgerFencedError,
     NoSuchEntryError,
     NoSuchLedgerError,
@@ -133,7 +135,8 @@ class StorageNode:
         self._journal_dir = data_dir / "journal"
         self._state = state
         self._journal = Journal(self._journal_dir, next_segment, config.segment_bytes,
-                                self._segment_sealed, reactor)
+                                self._segment_sealed, self._journal_failed, reactor)
+        self._failure_listeners: list[Callable[[StorageNodeError], None]] = []
         self._readers = SegmentReaders(self._journal_dir)
         self._pool = ThreadPool(1, config.read_threads, name="kop-node-io")
         self._unindexed: dict[int, list[RecordInfo]] = {}  # records of segments not yet indexed
@@ -266,6 +269,15 @@ class StorageNode:
         segment, _, durable = self._append(RecordKind.DELETE, ledger_id, -1, -1, header)
         self._state.apply_delete(segment, ledger_id)
         await durable
+
+    def add_failure_listener(self, callback: Callable[[StorageNodeError], None]) -> None:
+        """Call `callback(error)` if the node fails for good (its journal cannot be
+        written); it then refuses every write until restarted."""
+        self._failure_listeners.append(callback)
+
+    def _journal_failed(self, error: JournalFailedError) -> None:
+        for callback in self._failure_listeners:
+            callback(error)
 
     def ledger_ids(self) -> list[int]:
         """Ledgers this node holds anything of (for tools and tests)."""

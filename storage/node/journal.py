@@ -90,13 +90,15 @@ class Journal:
     segment numbered `first_segment` (earlier segments are never written again)."""
 
     def __init__(self, directory: Path, first_segment: int, segment_bytes: int,
-                 on_sealed: Callable[[int, int], None], reactor=None) -> None:
+                 on_sealed: Callable[[int, int], None],
+                 on_failed: Callable[[JournalFailedError], None], reactor=None) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
         self._directory = directory
         self._segment_bytes = segment_bytes
         self._on_sealed = on_sealed
+        self._on_failed = on_failed
         self.active_segment = first_segment
         self.active_end = SEGMENT_HEADER_BYTES  # where the next record goes
         self._writer = _SegmentWriter(directory)
@@ -186,6 +188,7 @@ class Journal:
             f"journal write to {self._directory} failed: {failure.getErrorMessage()}")
         pending = batch + self._queued
         self._queued = []
+        self._on_failed(self._failure)
         for _, _, _, durable in pending:
             durable.errback(self._failure)
         self._notify_if_idle()

@@ -36,14 +36,18 @@ class RunningStorageNode:
     registration: NodeRegistration | None
 
     async def stop(self) -> None:
-        """Stop accepting connections, withdraw the registration, finish pending writes."""
+        """Stop taking requests, withdraw the registration, finish the writes in progress
+        (their acknowledgements still go out), then disconnect."""
+        factory = self.listening_port.factory
         await self.listening_port.stopListening()
+        factory.stop_reading()
         if self.registration is not None:
             try:
                 await self.registration.close()
             except Exception:
                 log.exception("withdrawing the registration of %s", self.address)
         await self.node.close()
+        factory.disconnect_all()
 
 
 async def start_storage_node(data_dir: str | os.PathLike, listen: str,
@@ -95,6 +99,15 @@ def run_storage_node(data_dir: str | os.PathLike, listen: str, metadata_url: str
         print(READY_LINE_PREFIX + running.address, flush=True)
         reactor.addSystemEventTrigger("before", "shutdown",
                                       lambda: defer.ensureDeferred(running.stop()))
+        running.node.add_failure_listener(node_failed)
+
+    def node_failed(error: Exception) -> None:
+        # A node that cannot write must not stay registered as live; exit so that a
+        # supervisor restarts it (the restart rescans the journal tail).
+        nonlocal exit_code
+        exit_code = 1
+        log.error("storage node failed, stopping: %s", error)
+        reactor.stop()
 
     def failed(failure: Failure) -> None:
         nonlocal exit_code

@@ -50,13 +50,14 @@ class StorageNodeServerProtocol(Protocol):
         self._in_flight = 0
         self._paused = False
         self._closing = False
+        self._draining = False  # the node is shutting down: answer what was read, read no more
 
     def _peer(self) -> str:
         peer = self.transport.getPeer()
         return f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
 
     def dataReceived(self, data: bytes) -> None:
-        if self._closing:
+        if self._closing or self._draining:
             return
         try:
             for frame in self._reader.feed(data):
@@ -69,6 +70,11 @@ class StorageNodeServerProtocol(Protocol):
 
     def connectionLost(self, reason: Failure) -> None:
         self._closing = True
+        self.factory.connections.discard(self)
+
+    def stop_reading(self) -> None:
+        self._draining = True
+        self.transport.pauseProducing()
 
     def _close(self) -> None:
         self._closing = True
@@ -130,7 +136,7 @@ class StorageNodeServerProtocol(Protocol):
 
     def _request_done(self) -> None:
         self._in_flight -= 1
-        if self._paused and self._in_flight <= MAX_IN_FLIGHT // 2:
+        if self._paused and not self._draining and self._in_flight <= MAX_IN_FLIGHT // 2:
             self._paused = False
             self.transport.resumeProducing()
 
@@ -156,11 +162,23 @@ class StorageNodeServerProtocol(Protocol):
 class StorageNodeServerFactory(Factory):
     def __init__(self, node: StorageNode) -> None:
         self.node = node
+        self.connections: set[StorageNodeServerProtocol] = set()
 
     def buildProtocol(self, addr: Any) -> StorageNodeServerProtocol:
         protocol = StorageNodeServerProtocol(self.node)
         protocol.factory = self
+        self.connections.add(protocol)
         return protocol
+
+    def stop_reading(self) -> None:
+        """Shutting down: stop taking requests; those already read still get answers.
+        Clients see unanswered requests fail as NodeUnavailableError when we disconnect."""
+        for connection in self.connections:
+            connection.stop_reading()
+
+    def disconnect_all(self) -> None:
+        for connection in list(self.connections):
+            connection.transport.loseConnection()
 
 
 def listen(node: StorageNode, host: str, port: int, reactor=None) -> IListeningPort:

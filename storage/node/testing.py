@@ -92,16 +92,25 @@ class StorageNodeProcess:
             self._process.wait()
             self._close_pipe()
 
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait; returns the exit code."""
+    def stop(self, stop_signal: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send SIGTERM (or `stop_signal`) and wait; returns the exit code."""
         if self._process is None:
             return 0
-        self._process.send_signal(signal.SIGTERM)
+        self._process.send_signal(stop_signal)
+        return self.wait(timeout)
+
+    def send_signal(self, signal_number: int) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal_number)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """Wait for the process to exit; returns the exit code."""
+        assert self._process is not None
         try:
             code = self._process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise StorageNodeProcessError(f"node ignored SIGTERM for {timeout} s:\n"
+            raise StorageNodeProcessError(f"node did not exit within {timeout} s:\n"
                                           + self.log_text()) from None
         self._close_pipe()
         return code

@@ -381,8 +381,11 @@ async def test_a_failed_fsync_fails_the_add_and_every_later_write(node_dir, monk
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+    reported = []
+    node.add_failure_listener(reported.append)
     error = await raises(JournalFailedError, node.add_entry(1, 3, 2, b"x"))
     assert "Input/output error" in str(error)
+    assert reported == [error]
     monkeypatch.undo()
     await raises(JournalFailedError, node.add_entry(1, 4, 2, b"x"))
     await raises(JournalFailedError, node.read_last_add_confirmed(1, fence=True))
@@ -445,3 +448,21 @@ async def test_a_closed_node_refuses_requests(node_dir):
     await node.close()
     await raises(StorageNodeError, node.add_entry(1, 0, -1, b"x"))
     await raises(StorageNodeError, node.read_entry(1, 0))
+
+
+@pytest_twisted.ensureDeferred
+async def test_idle_segment_files_are_closed_beyond_the_open_file_budget(node_dir):
+    node = await open_node(node_dir, segment_bytes=8192)
+    try:
+        await add_all(node, 1, range(60))  # about 8 entries a segment
+        segments = {node._state.location(1, e).segment for e in range(60)}
+        assert len(segments) > 6
+        readers = node._readers
+        readers._max_open = 4
+        held = readers.acquire(node._state.location(1, 0).segment)  # in use: must stay open
+        await assert_readable(node, 1, range(60))
+        assert readers.open_count <= 4
+        assert os.pread(held.fd, 4, 0)  # still a valid descriptor
+        readers.release(held)
+    finally:
+        await node.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import signal
 import time
 
 import pytest
@@ -188,11 +189,13 @@ async def test_a_restart_after_sigkill_scans_only_the_unsealed_segment(node_proc
 
 
 @pytest_twisted.ensureDeferred
-async def test_sigterm_stops_cleanly_and_the_next_start_scans_nothing(node_process):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+async def test_a_stop_signal_stops_cleanly_and_the_next_start_scans_nothing(node_process,
+                                                                             stop_signal):
     client = RemoteStorageNodeClient(node_process.address)
     count = await append_rounds(client, 1, 0, rounds=2)
     await client.close()
-    assert node_process.stop() == 0
+    assert node_process.stop(stop_signal) == 0
     assert "closed" in node_process.log_text()
     node_process.start()
     assert startup_line(node_process)[1] == 0
@@ -245,3 +248,33 @@ async def test_nodes_register_in_zookeeper_and_withdraw_on_sigterm(tmp_path, zoo
     finally:
         process.kill()
         await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_in_flight_at_sigterm_are_acknowledged_or_fail_as_unavailable(
+        node_process):
+    client = RemoteStorageNodeClient(node_process.address)
+    await client.add_entry(1, 0, -1, payload(0))
+    acked, unavailable = {0}, set()
+    first_ack: defer.Deferred[None] = defer.Deferred()
+
+    def acknowledged(_: None, entry_id: int) -> None:
+        acked.add(entry_id)
+        if not first_ack.called:
+            first_ack.callback(None)
+
+    def failed(failure, entry_id: int) -> None:
+        failure.trap(NodeUnavailableError)
+        unavailable.add(entry_id)
+
+    adds = [client.add_entry(1, e, e - 1, payload(e)).addCallbacks(
+        acknowledged, failed, callbackArgs=(e,), errbackArgs=(e,)) for e in range(1, 500)]
+    await first_ack
+    node_process.send_signal(signal.SIGTERM)
+    await defer.gatherResults(adds)  # any other error would surface here
+    await client.close()
+    assert node_process.wait() == 0
+    assert len(acked) + len(unavailable) == 500
+    node_process.start()
+    stored = await read_all(node_process.address, 1, sorted(acked))
+    assert all(stored[e] == payload(e) for e in acked)
