@@ -22,6 +22,7 @@ How it works:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import queue
@@ -290,7 +291,8 @@ class _Database:
             self.commits += 1
         except Exception as error:  # the commit itself failed: nothing in the group happened
             if connection.in_transaction:
-                connection.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # the writer thread must live on
+                    connection.execute("ROLLBACK")
             failure = self._database_error(error) if isinstance(error, sqlite3.Error) else error
             _log.error(
                 "metadata commit failed in {directory}: {error}",

@@ -281,3 +281,37 @@ def test_a_directory_that_cannot_be_used_gives_a_store_open_error(tmp_path):
     with pytest.raises(StoreOpenError, match="cannot open metadata store"):
         EmbeddedStore(not_a_directory)
     assert not_a_directory.read_bytes() == b"data"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_full_disk_fails_requests_clearly_and_reported_outcomes_match_the_data(tmp_path):
+    store = EmbeddedStore(tmp_path / "metadata")
+    try:
+        await store.create("/before", b"kept")
+
+        def limit_file_size(connection):  # fault injection: SQLite reports "disk is full"
+            pages = connection.execute("PRAGMA page_count").fetchall()[0][0]
+            connection.execute(f"PRAGMA max_page_count = {pages + 2}")
+            return None, []
+
+        await store._submit(limit_file_size)  # runs on the writer connection, in its thread
+        outcomes = await defer.DeferredList(
+            [store.create("/small", b"s"), store.create("/huge", os.urandom(900_000))],
+            consumeErrors=True,
+        )
+        (small_ok, _), (huge_ok, huge_error) = outcomes
+        assert not huge_ok and huge_error.check(MetadataError)
+        assert "full" in str(huge_error.value)
+        assert (await store.get("/small") is not None) == small_ok
+        assert await store.get("/huge") is None
+        assert await store.get("/before") == Versioned(b"kept", 0)
+
+        def lift_limit(connection):
+            connection.execute("PRAGMA max_page_count = 1073741823")
+            return None, []
+
+        await store._submit(lift_limit)
+        await store.create("/huge", b"fits now")
+        assert await store.get("/huge") == Versioned(b"fits now", 0)
+    finally:
+        await store.close()
