@@ -39,6 +39,7 @@ class LedgerClient:
     ) -> None:
         if clock is None:
             from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self.store = store
         self.pool = pool
         self.settings = settings or LedgerClientSettings()
         self._ledgers = LedgerMetadataStore(store)

@@ -65,6 +65,10 @@ class LedgerMetadata:
             previous_first = segment.first_entry_id
         if self.ensembles[0].first_entry_id != 0:
             raise LedgerMetadataError(f"ledger {self.ledger_id}: first ensemble must start at 0")
+        # Looked up on every read; computed once (the dataclass is frozen, hence setattr).
+        object.__setattr__(
+            self, "_segment_starts", [segment.first_entry_id for segment in self.ensembles]
+        )
 
     @property
     def is_closed(self) -> bool:
@@ -77,8 +81,9 @@ class LedgerMetadata:
 
     def segment_for(self, entry_id: int) -> Segment:
         """The segment whose node list holds `entry_id`."""
-        starts = [segment.first_entry_id for segment in self.ensembles]
-        return self.ensembles[bisect.bisect_right(starts, entry_id) - 1]
+        if len(self.ensembles) == 1:
+            return self.ensembles[0]
+        return self.ensembles[bisect.bisect_right(self._segment_starts, entry_id) - 1]
 
     def all_nodes(self) -> set[str]:
         return {node for segment in self.ensembles for node in segment.nodes}

@@ -120,6 +120,8 @@ class NodePool:
 
     def preferred_order(self, addresses: Iterable[str]) -> list[str]:
         """`addresses` with nodes that failed recently moved to the end (order kept otherwise)."""
+        if not self._suspects:
+            return list(addresses)
         return sorted(addresses, key=lambda address: address in self._suspects)
 
     async def close(self) -> None:
