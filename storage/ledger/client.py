@@ -71,7 +71,7 @@ class LedgerClient:
 
     def _choose_ensemble(self, size: int) -> list[str]:
         live = self.pool.live_addresses()
-        healthy = live - self.pool.suspects()  # nodes whose last request succeeded
+        healthy = live - self.pool.suspects()
         ensemble = choose_ensemble(healthy, size, self._rng) or choose_ensemble(
             live, size, self._rng
         )

@@ -12,12 +12,17 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 
 from storage.metadata.api import MetadataStore
 
 log = logging.getLogger(__name__)
 
 NODES_PATH = "/storage-nodes"
+
+# How long a node that failed a request stays suspect (avoided for new ensembles and
+# replacements, tried last by readers) unless it answers again or re-registers.
+DEFAULT_SUSPECT_SECONDS = 30.0
 
 
 class LacResultLike(Protocol):
@@ -66,15 +71,20 @@ class NodePool:
         *,
         store: MetadataStore | None = None,
         fixed_addresses: Iterable[str] = (),
+        clock: IReactorTime | None = None,
+        suspect_seconds: float = DEFAULT_SUSPECT_SECONDS,
     ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self._clock = clock
+        self._suspect_seconds = suspect_seconds
         self._client_factory = client_factory
         self._store = store
         self._clients: dict[str, StorageNodeClient] = {}
         self._live: frozenset[str] = frozenset(fixed_addresses)
         self._cancel_watch: Callable[[], None] | None = None
         self._refresh_generation = 0
-        # Nodes whose last request failed: readers try them last until one succeeds again.
-        self._suspects: set[str] = set()
+        self._failed_at: dict[str, float] = {}  # address → when its last request failed
 
     @classmethod
     def for_local_node(cls, client: StorageNodeClient) -> NodePool:
@@ -85,10 +95,11 @@ class NodePool:
 
     @classmethod
     async def for_cluster(
-        cls, store: MetadataStore, client_factory: ClientFactory = _remote_client
+        cls, store: MetadataStore, client_factory: ClientFactory = _remote_client,
+        *, clock: IReactorTime | None = None,
     ) -> NodePool:
         """A pool tracking the nodes registered under /storage-nodes; ready when returned."""
-        pool = cls(client_factory, store=store)
+        pool = cls(client_factory, store=store, clock=clock)
         await pool.start()
         return pool
 
@@ -109,20 +120,25 @@ class NodePool:
         return client
 
     def report_failure(self, address: str) -> None:
-        self._suspects.add(address)
+        """A request to `address` failed: treat it as suspect for a while."""
+        self._failed_at[address] = self._clock.seconds()
 
     def report_success(self, address: str) -> None:
-        self._suspects.discard(address)
+        self._failed_at.pop(address, None)
 
     def suspects(self) -> frozenset[str]:
-        """Nodes whose last request failed."""
-        return frozenset(self._suspects)
+        """Nodes that failed a request recently and have not answered since."""
+        if not self._failed_at:
+            return frozenset()
+        recent = self._clock.seconds() - self._suspect_seconds
+        return frozenset(a for a, failed_at in self._failed_at.items() if failed_at > recent)
 
     def preferred_order(self, addresses: Iterable[str]) -> list[str]:
-        """`addresses` with nodes that failed recently moved to the end (order kept otherwise)."""
-        if not self._suspects:
+        """`addresses` with suspect nodes moved to the end (order kept otherwise)."""
+        if not self._failed_at:
             return list(addresses)
-        return sorted(addresses, key=lambda address: address in self._suspects)
+        suspects = self.suspects()
+        return sorted(addresses, key=lambda address: address in suspects)
 
     async def close(self) -> None:
         if self._cancel_watch is not None:
@@ -145,5 +161,9 @@ class NodePool:
         self._refresh_generation += 1
         generation = self._refresh_generation
         names = await self._store.children(NODES_PATH)
-        if generation == self._refresh_generation:  # a later refresh already started: it wins
-            self._live = frozenset(names)
+        if generation != self._refresh_generation:
+            return  # a later refresh already started: it wins
+        live = frozenset(names)
+        for address in live - self._live:
+            self._failed_at.pop(address, None)  # (re)registered: it restarted, try it again
+        self._live = live

@@ -13,8 +13,6 @@ class LedgerClientSettings:
     # Back-off between attempts to replace (or reach again) a failed node.
     retry_initial_delay: float = 0.05
     retry_max_delay: float = 1.0
-    # A node that failed is not picked as a replacement again for this long.
-    quarantine_seconds: float = 30.0
     # Entries of one range read in flight at once.
     read_window: int = 256
     # How often open_ledger(recovery=True) restarts when a concurrent recovery interferes.

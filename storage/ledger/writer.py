@@ -119,7 +119,6 @@ class WriteHandle(ReadHandle):
         self._close_outcome: _SharedOutcome | None = None
         # Ensemble indexes whose node failed and is not yet replaced or back: index → address.
         self._unavailable: dict[int, str] = {}
-        self._recently_failed: dict[str, float] = {}  # address → time it last failed
         self._repairing = False
         self._holding_completions = False
         self._completing = False
@@ -208,7 +207,6 @@ class WriteHandle(ReadHandle):
             self.ledger_id, address, index, entry_id, failure.getErrorMessage(),
         )
         self._unavailable[index] = address
-        self._recently_failed[address] = self._clock.seconds()
         self._pool.report_failure(address)
         if not self._repairing:
             self._repairing = True
@@ -267,13 +265,8 @@ class WriteHandle(ReadHandle):
             self._repairing = False
             self._wake_idle_waiters()
 
-    def _replacement_candidates(self) -> set[str]:
-        now = self._clock.seconds()
-        quarantine = self._settings.quarantine_seconds
-        return {
-            address for address in self._pool.live_addresses()
-            if now - self._recently_failed.get(address, -quarantine) >= quarantine
-        }
+    def _replacement_candidates(self) -> frozenset[str]:
+        return self._pool.live_addresses() - self._pool.suspects()
 
     async def _change_ensemble(self, replacements: dict[int, str]) -> None:
         self._holding_completions = True  # keeps LAC, hence the change point, still

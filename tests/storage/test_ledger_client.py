@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from test_ledger_fakes import Cluster, FakeNode, FakeStore, failure_of, has_fired, result_of
-from twisted.internet import defer
+from twisted.internet import defer, task
 
 from storage.ledger import (
     CorruptEntryError,
@@ -311,9 +311,35 @@ def test_local_pool_serves_one_fixed_node():
     assert pool.client("local:/data") is node
 
 
-def test_pool_tries_nodes_that_just_failed_last():
-    pool = NodePool.for_local_node(FakeNode("a"))
+def test_pool_suspects_failed_nodes_for_a_while_and_tries_them_last():
+    clock = task.Clock()
+    pool = NodePool(FakeNode, fixed_addresses=["a", "b", "c"], clock=clock, suspect_seconds=30)
     pool.report_failure("a")
+    assert pool.suspects() == {"a"}
     assert pool.preferred_order(["a", "b", "c"]) == ["b", "c", "a"]
     pool.report_success("a")
+    assert pool.suspects() == frozenset()
     assert pool.preferred_order(["a", "b", "c"]) == ["a", "b", "c"]
+    pool.report_failure("b")
+    clock.advance(31)
+    assert pool.suspects() == frozenset()  # suspicion expires
+
+
+def test_a_node_registering_again_is_no_longer_suspect():
+    cluster = Cluster(2)
+    cluster.pool.report_failure("n1")
+    result_of(cluster.store.delete("/storage-nodes/n1"))
+    assert cluster.pool.suspects() == {"n1"}
+    result_of(cluster.store.create("/storage-nodes/n1", b"", ephemeral=True))
+    assert cluster.pool.suspects() == frozenset()
+
+
+def test_new_ledgers_avoid_suspect_nodes_when_they_can():
+    cluster = Cluster(4)
+    cluster.pool.report_failure("n2")
+    for seed in range(10):
+        writer = result_of(cluster.client(seed).create_ledger(3, 2, 2))
+        assert "n2" not in writer.metadata.current_ensemble.nodes
+    cluster.pool.report_failure("n3")  # now only 2 healthy nodes: suspects are used
+    writer = result_of(cluster.client().create_ledger(3, 2, 2))
+    assert len(set(writer.metadata.current_ensemble.nodes)) == 3

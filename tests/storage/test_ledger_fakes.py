@@ -275,9 +275,9 @@ class Cluster:
             result_of(self.store.create(f"/storage-nodes/{address}", b"", ephemeral=True))
         self.clock = task.Clock()
         self.settings = LedgerClientSettings(**settings)
-        self.pool = result_of(defer.ensureDeferred(
-            NodePool.for_cluster(self.store, client_factory=self.nodes.__getitem__)
-        ))
+        self.pool = result_of(defer.ensureDeferred(NodePool.for_cluster(
+            self.store, client_factory=self.nodes.__getitem__, clock=self.clock
+        )))
 
     def client(self, seed: int = 0) -> LedgerClient:
         return LedgerClient(
