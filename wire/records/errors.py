@@ -15,6 +15,8 @@ without a lookup table of its own:
   Kafka's ``ProduceResponse.record_errors`` does.
 - :class:`DecompressedTooLargeError` — a compressed payload inflates beyond the caller's limit
   (a decompression bomb): ``MESSAGE_TOO_LARGE`` (10).
+- :class:`UnsupportedCompressionError` — a codec the target format cannot carry (zstd for a
+  magic 0/1 reader): ``UNSUPPORTED_COMPRESSION_TYPE`` (76).
 """
 
 from __future__ import annotations
