@@ -8,6 +8,7 @@ import sys
 
 from kop.broker import BrokerConfig
 from kop.configs import BROKER_DEFAULTS
+from kop.naming import Namespace
 
 
 def split_host_port(value: str) -> tuple[str, int]:
@@ -38,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                             help="HOST:PORT clients are told to connect to (default: --listen)")
     standalone.add_argument("--set", action="append", default=[], type=_setting,
                             metavar="NAME=VALUE", help="a broker setting, e.g. num.partitions=3")
+    standalone.add_argument("--tenant", default="public",
+                            help="native tenant holding Kafka topics (default: public)")
+    standalone.add_argument("--namespace", default="default",
+                            help="native namespace holding Kafka topics (default: default)")
 
     node = sub.add_parser("storage-node", help="a storage node serving replicated ledgers")
     node.add_argument("--data-dir", required=True)
@@ -65,7 +70,8 @@ def _run_standalone(args: argparse.Namespace) -> int:
     advertised_host, advertised_port = args.advertised_listener or args.listen
     settings = dict(BROKER_DEFAULTS)
     settings.update(dict(args.set))
-    config = BrokerConfig(host=advertised_host, port=advertised_port, settings=settings)
+    config = BrokerConfig(host=advertised_host, port=advertised_port, settings=settings,
+                          namespace=Namespace(args.tenant, args.namespace))
     return run_until_signalled(lambda: defer.ensureDeferred(
         start_standalone(args.data_dir, listen_host, listen_port, config)))
 
