@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,6 +33,7 @@ operations = st.lists(
         st.tuples(st.just("truncate"), st.integers(0, 10_000), st.none()),
         st.tuples(st.just("read"), st.integers(-2, 10_000), st.integers(0, 1_500)),
         st.tuples(st.just("find"), st.integers(-5, 2_000), st.none()),
+        st.tuples(st.just("retain"), st.integers(0, 3_000), st.none()),
     ),
     max_size=60,
 )
@@ -73,6 +75,18 @@ def test_managed_ledger_agrees_with_a_list(ops, entries_per_ledger, cache_bytes)
             entries = run(ledger.read(position if a >= 0 else Position(0, 0), 7, b or None))
             expected = _expected_read(model[start if a >= 0 else 0:], 7, b or None)
             assert [(e.position, e.index, e.data) for e in entries] == expected
+        elif op == "retain":
+            ledger.update_config(replace(config, retention_bytes=a))
+            run(ledger.trim())
+            ledger.update_config(config)
+            kept = run(ledger.read(Position(0, 0), 10**6))
+            dropped = len(model) - len(kept)
+            assert [(e.position, e.index, e.data) for e in kept] == model[dropped:]
+            if dropped and kept:  # whole ledgers only
+                assert model[dropped - 1][0].ledger_id != kept[0].position.ledger_id
+            if dropped:  # and what stays still holds at least the limit
+                assert ledger.total_bytes >= a
+            del model[:dropped]
         elif op == "find":
             found = run(ledger.find(a))
             indexes = [index for _, index, _ in model]
