@@ -265,8 +265,12 @@ class Group:
     def compute_subscribed_topics(self) -> set[str] | None:
         """Topics the consumer-protocol members subscribe to; None when unknown (another
         protocol type, or metadata that does not parse)."""
-        if self.protocol_type != CONSUMER_PROTOCOL_TYPE or self.protocol_name is None:
-            return None if self.members or self.protocol_type != CONSUMER_PROTOCOL_TYPE else set()
+        if self.protocol_type != CONSUMER_PROTOCOL_TYPE:
+            return None
+        if not self.members:
+            return set()
+        if self.protocol_name is None:
+            return None
         topics: set[str] = set()
         for member in self.members.values():
             try:
