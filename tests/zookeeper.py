@@ -6,6 +6,7 @@
         store = open_metadata_store(server.url("/my-test"))
         server.stop(); server.start()            # same port and data: a restart
         server.kill()                            # SIGKILL
+        server.expire_session(store)             # the store's session expires (blocking)
 
 Pytest fixtures (registered for every test in tests/conftest.py):
 - ``zookeeper_server``: one server shared by the whole test session (do not stop it);
@@ -173,6 +174,22 @@ class ZooKeeperServer:
     def restart(self, timeout: float = 30.0) -> None:
         self.stop()
         self.start(timeout)
+
+    def expire_session(self, store: Any, timeout: float = 10.0) -> None:
+        """Expire a ZooKeeperStore's session as a long partition would. Blocking: from
+        reactor code use ``threads.deferToThread(server.expire_session, store)``.
+
+        Another client takes the session over (the server drops the store's connection)
+        and closes it, so the store's reconnection finds it expired: the store reports
+        LOST, its ephemerals are gone, and it goes on with a new session (CONNECTED).
+        """
+        from kazoo.client import KazooClient
+
+        session_id, password = store._client.client_id  # test-only peek at the kazoo session
+        intruder = KazooClient(hosts=self.host_port, client_id=(session_id, password))
+        intruder.start(timeout=timeout)
+        intruder.stop()
+        intruder.close()
 
     def close(self) -> None:
         self.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from kazoo.client import KazooClient
 from test_metadata_contract import WatchRecorder, watched  # same directory
 from twisted.internet import defer, reactor, threads
 from twisted.internet.defer import Deferred
@@ -145,21 +144,6 @@ async def test_server_restart_suspends_then_reconnects_the_same_session(
     await recorder.after(mark)  # and the watch was re-armed
 
 
-async def expire_session(store: ZooKeeperStore, host_port: str) -> None:
-    """Expire ``store``'s ZooKeeper session the way a long network partition would:
-    another client takes the session over (the server drops the store's connection),
-    then closes it, so the store's reconnection finds it expired."""
-    session_id, password = store._client.client_id  # test-only peek at the kazoo session
-
-    def take_over_and_close() -> None:
-        intruder = KazooClient(hosts=host_port, client_id=(session_id, password))
-        intruder.start(timeout=10)
-        intruder.stop()
-        intruder.close()
-
-    await threads.deferToThread(take_over_and_close)
-
-
 @pytest_twisted.ensureDeferred
 async def test_session_expiry_is_reported_lost_and_a_new_session_follows(
     make_zookeeper_server, stores
@@ -175,7 +159,7 @@ async def test_session_expiry_is_reported_lost_and_a_new_session_follows(
     await watched(store, "/watched", recorder)
     mark, watch_mark = sessions.mark(), recorder.mark()
 
-    await expire_session(store, server.host_port)
+    await threads.deferToThread(server.expire_session, store)
     await sessions.reached(SessionState.LOST, mark)
     await sessions.reached(SessionState.CONNECTED, mark)
 
