@@ -143,6 +143,7 @@ class StorageNode:
         self._index_writes: set[defer.Deferred] = set()
         self._gc_lock = defer.DeferredLock()
         self._gc_loop: task.LoopingCall | None = None
+        self._pool_trigger = None
         self._closed = False
 
     @classmethod

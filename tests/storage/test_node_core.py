@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import threading
 import time
 from pathlib import Path
@@ -232,6 +233,26 @@ async def test_a_segment_without_index_file_is_scanned_and_its_torn_tail_truncat
     node = await open_node(node_dir)
     try:
         await assert_readable(node, 1, range(110))
+    finally:
+        await node.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_journal_cut_short_mid_record_starts_with_the_records_before_the_cut(node_dir):
+    node = await open_node(node_dir)
+    await add_all(node, 1, range(10))
+    last = node._state.location(1, 9)
+    await node.close()
+    segment_file = node_dir / "journal" / f"{last.segment:020d}.log"
+    segment_file.with_suffix(".idx").unlink()
+    os.truncate(segment_file, last.offset + last.length // 2)
+    node = await open_node(node_dir)
+    try:
+        assert node.recovery_stats.torn_bytes_truncated == last.length // 2
+        assert segment_file.stat().st_size == last.offset
+        await assert_readable(node, 1, range(9))
+        await raises(NoSuchEntryError, node.read_entry(1, 9))
+        assert await node.read_last_add_confirmed(1) == LacResult(7, 8)
     finally:
         await node.close()
 
@@ -464,5 +485,72 @@ async def test_idle_segment_files_are_closed_beyond_the_open_file_budget(node_di
         assert readers.open_count <= 4
         assert os.pread(held.fd, 4, 0)  # still a valid descriptor
         readers.release(held)
+    finally:
+        await node.close()
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("seed", range(6))
+async def test_random_operations_with_collections_and_restarts_match_a_model(node_dir, seed):
+    """Adds, fences, deletes, garbage collections and restarts in a random order: the node
+    always agrees with a plain model of what it should hold."""
+    rng = random.Random(seed)
+    node = await open_node(node_dir, segment_bytes=4096)
+    model: dict[int, dict] = {}  # ledger -> {"entries": {id: bytes}, "fenced": bool}
+    next_ledger = 1
+    removed = relocated = 0
+
+    async def check_everything() -> None:
+        assert node.ledger_ids() == sorted(model)
+        for ledger_id, ledger in model.items():
+            for entry_id, data in ledger["entries"].items():
+                assert await node.read_entry(ledger_id, entry_id) == data
+            last = max(ledger["entries"], default=-1)
+            expected = LacResult(last - 1 if last >= 0 else -1, last)
+            assert await node.read_last_add_confirmed(ledger_id) == expected
+
+    try:
+        for _ in range(120):
+            operation = rng.choices(["add", "fence", "delete", "gc", "restart"],
+                                    weights=[70, 5, 8, 10, 7])[0]
+            if operation == "add" or not model:
+                if not model or rng.random() < 0.1:  # a new ledger, with this as its first entry
+                    ledger_id, next_ledger = next_ledger, next_ledger + 1
+                    ledger = model[ledger_id] = {"entries": {}, "fenced": False}
+                else:
+                    ledger_id = rng.choice(sorted(model))
+                    ledger = model[ledger_id]
+                entry_id = len(ledger["entries"])
+                data = rng.randbytes(rng.randint(1, 3000))
+                recovery = ledger["fenced"] and rng.random() < 0.5
+                if ledger["fenced"] and not recovery:
+                    await raises(LedgerFencedError, node.add_entry(ledger_id, entry_id,
+                                                                   entry_id - 1, data))
+                else:
+                    await node.add_entry(ledger_id, entry_id, entry_id - 1, data,
+                                         recovery=recovery)
+                    ledger["entries"][entry_id] = data
+            elif operation == "fence":
+                ledger_id = rng.choice(sorted(model))
+                await node.read_last_add_confirmed(ledger_id, fence=True)
+                model[ledger_id]["fenced"] = True
+            elif operation == "delete":
+                ledger_id = rng.choice(sorted(model))
+                await node.delete_ledger(ledger_id)
+                del model[ledger_id]
+            elif operation == "gc":
+                report = await node.collect_garbage()
+                removed += len(report.segments_removed)
+                relocated += report.entries_relocated
+            else:
+                await node.close()
+                node = await open_node(node_dir, segment_bytes=4096)
+                await check_everything()
+        await node.collect_garbage()
+        await check_everything()
+        await node.close()
+        node = await open_node(node_dir, segment_bytes=4096)
+        await check_everything()
+        assert removed > 0  # the collector really ran into deleted data
     finally:
         await node.close()
