@@ -317,6 +317,21 @@ def test_produce_with_bad_crc_is_corrupt_message() -> None:
     assert isinstance(raised.value, DecodeError)
 
 
+def test_produce_with_two_batches_is_invalid_unless_allowed() -> None:
+    blob = client_batch(1) + client_batch(2)
+    with pytest.raises(InvalidRecordError, match="exactly one"):
+        check_produce_records(blob)
+    assert len(check_produce_records(blob, single_batch=False)) == 2
+
+
+def test_produce_v3_with_a_legacy_message_set_is_invalid_record() -> None:
+    legacy = bytearray(client_batch(1))
+    legacy[16] = 1
+    with pytest.raises(InvalidRecordError, match="magic 1") as raised:
+        check_produce_records(legacy)
+    assert raised.value.kafka_error_code == 87
+
+
 def test_produce_with_no_batch_is_invalid() -> None:
     with pytest.raises(InvalidRecordError):
         check_produce_records(b"")
@@ -325,7 +340,7 @@ def test_produce_with_no_batch_is_invalid() -> None:
 def test_produce_ending_in_partial_batch_is_refused() -> None:
     blob = client_batch(3) + client_batch(1)[:40]
     with pytest.raises(TruncatedBatchError):
-        check_produce_records(blob)
+        check_produce_records(blob, single_batch=False)
 
 
 def test_builder_batches_follow_the_same_rules() -> None:

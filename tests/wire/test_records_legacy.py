@@ -12,6 +12,8 @@ import zlib
 import pytest
 from aiokafka.record.legacy_records import LegacyRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kafka.record.legacy_records import LegacyRecordBatchBuilder as KafkaPythonLegacyBuilder
 
 from wire.records.batch import Compression, TimestampType, read_header
@@ -296,3 +298,33 @@ def test_magic_two_is_not_a_legacy_message() -> None:
 def zlib_gzip(data: bytes) -> bytes:
     packer = zlib.compressobj(6, zlib.DEFLATED, 31)
     return packer.compress(data) + packer.flush()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.binary(max_size=20)),
+            st.one_of(st.none(), st.binary(max_size=40)),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    first_offset=st.integers(min_value=0, max_value=2**40),
+    magic=st.sampled_from([0, 1]),
+    codec=st.sampled_from([0, 1, 2, 3]),
+)
+def test_any_message_set_round_trips(
+    values: list[tuple[bytes | None, bytes | None]], first_offset: int, magic: int, codec: int
+) -> None:
+    records = [
+        Record(first_offset + index, 1_000 + index, key, value)
+        for index, (key, value) in enumerate(values)
+    ]
+    decoded = list(
+        iter_legacy_messages(encode_message_set(records, magic=magic, compression=codec))
+    )
+    assert [(m.offset, m.key, m.value) for m in decoded] == [
+        (r.offset, r.key, r.value) for r in records
+    ]
+    assert [m.timestamp for m in decoded] == [r.timestamp if magic else -1 for r in records]

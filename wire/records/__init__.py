@@ -18,7 +18,8 @@ Public API, by module:
     ``assign_offsets(buf, position, header, base_offset, partition_leader_epoch) -> BatchHeader``,
     ``set_log_append_time(buf, position, header, timestamp) -> BatchHeader`` (rewrites the CRC),
     ``check_client_batch(header, position=0)`` (Kafka's header rules for Produce),
-    ``check_produce_records(buf) -> list[(position, BatchHeader)]`` (walk + CRC + rules),
+    ``check_produce_records(buf, *, single_batch=True) -> list[(position, BatchHeader)]``
+    (Produce v3+: walk + CRC + rules, header only),
     ``peek_magic(buf) -> int | None``, ``Compression``, ``TimestampType``.
 
 ``wire.records.record`` — individual records, for features and tools:

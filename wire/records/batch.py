@@ -314,13 +314,22 @@ def check_client_batch(header: BatchHeader, position: int = 0) -> None:
         )
 
 
-def check_produce_records(records: bytes | bytearray | memoryview) -> list[tuple[int, BatchHeader]]:
-    """Walk, CRC-check and rule-check the batches of one Produce partition, header-only.
+def check_produce_records(
+    records: bytes | bytearray | memoryview, *, single_batch: bool = True
+) -> list[tuple[int, BatchHeader]]:
+    """Walk, CRC-check and rule-check the batches of one Produce v3+ partition, header-only.
 
     Returns ``(position, header)`` per batch. This is the Produce hot path: no record is
     decoded. Raises a ``RecordsError`` subclass for the first bad batch; the partition is
-    then answered with the error's ``kafka_error_code``.
+    then answered with the error's ``kafka_error_code``. As Kafka does for Produce v3 and
+    later, a legacy (magic 0/1) entry or — with ``single_batch`` — more than one batch is
+    ``INVALID_RECORD``. (Produce v0-v2 carry legacy message sets: see ``wire.records.legacy``.)
     """
+    magic = peek_magic(records)
+    if magic is not None and magic != MAGIC_V2:
+        raise InvalidRecordError(
+            f"produce v3+ must use record batches (magic 2), not magic {magic}", position=0
+        )
     batches = []
     for position, header in iter_batches(records):
         verify_crc(records, position, header)
@@ -328,6 +337,10 @@ def check_produce_records(records: bytes | bytearray | memoryview) -> list[tuple
         batches.append((position, header))
     if not batches:
         raise InvalidRecordError("produce request carries no record batch")
+    if single_batch and len(batches) > 1:
+        raise InvalidRecordError(
+            f"produce v3+ must carry exactly one record batch per partition, not {len(batches)}"
+        )
     return batches
 
 
