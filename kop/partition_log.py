@@ -34,6 +34,7 @@ from kop.configs import EffectiveTopicConfig
 from kop.deferreds import follow
 from kop.errors import KafkaError
 from kop.producer_state import ProducerStateTable
+from kop.transaction_index import TransactionIndex
 from storage.managed_ledger import ManagedLedger, Position
 from wire.generated.error_codes import ErrorCode
 from wire.records.batch import (
@@ -47,7 +48,12 @@ from wire.records.batch import (
 )
 from wire.records.errors import RecordsError
 from wire.records.legacy import legacy_to_batch
-from wire.records.record import decode_batch
+from wire.records.record import (
+    ControlRecordType,
+    build_control_batch,
+    decode_batch,
+    decode_control_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +120,7 @@ class PartitionLog:
         self.next_offset = 0
         self.high_watermark = 0
         self.producers = ProducerStateTable()
+        self.transactions = TransactionIndex()
         self._recent = _RecentIndex()
         self._in_flight: dict[int, defer.Deferred[AppendResult]] = {}
         self._listeners: set[Callable[[], None]] = set()
@@ -146,16 +153,35 @@ class PartitionLog:
         if snapshot_json:
             snapshot = json.loads(snapshot_json)
             self.producers = ProducerStateTable.restore(snapshot["producers"])
+            self.transactions = TransactionIndex.restore(snapshot.get("transactions", {}))
             replay_from = max(replay_from, int(snapshot["offset"]))
             self._snapshot_offset = int(snapshot["offset"])
         if replay_from >= self.high_watermark:
             return
-        async for header in self._scan_headers(replay_from):
+        async for position, header in self._scan(replay_from):
             if header.base_offset < replay_from or not header.has_producer_id:
                 continue
+            if header.is_control:
+                marker = await self._marker_type(position, header)
+                self.transactions.on_marker_assigned(header.producer_id, header.base_offset,
+                                                     marker == ControlRecordType.COMMIT)
+                self.transactions.on_marker_durable(header.base_offset)
+                continue
+            if header.is_transactional:
+                self.transactions.on_data_batch(header.producer_id, header.base_offset)
             self.producers.record(header.producer_id, header.producer_epoch,
                                   header.base_sequence, header.last_sequence,
                                   header.base_offset, header.last_offset)
+
+    async def _marker_type(self, position: Position, header: BatchHeader) -> ControlRecordType:
+        entries = await self.ledger.read(position, 1)
+        try:
+            [record] = decode_batch(entries[0].data, 0, max_size=1024 * 1024)
+            return decode_control_record(record).type
+        except (RecordsError, ValueError) as exc:
+            raise KafkaError(ErrorCode.CORRUPT_MESSAGE,
+                             f"{self!r}: unreadable transaction marker at {header.base_offset}: {exc}"
+                             ) from None
 
     # -- producing ----------------------------------------------------------------------------
 
@@ -187,16 +213,59 @@ class PartitionLog:
             self.producers.record(header.producer_id, header.producer_epoch,
                                   header.base_sequence, header.last_sequence,
                                   base_offset, header.last_offset)
+            if header.is_transactional:
+                self.transactions.on_data_batch(header.producer_id, base_offset)
+        return self._store(buffer, base_offset, header.next_offset, append_time)
 
+    def _store(self, buffer: bytearray | bytes, base_offset: int, next_offset: int,
+               append_time: int) -> defer.Deferred[AppendResult]:
         appended: defer.Deferred[AppendResult] = defer.Deferred()
         self._in_flight[base_offset] = appended
         stored = self.ledger.append(bytes(buffer), base_offset)
         stored.addCallbacks(
             self._append_done, self._append_failed,
-            callbackArgs=(base_offset, header.next_offset, append_time),
+            callbackArgs=(base_offset, next_offset, append_time),
             errbackArgs=(base_offset,),
         )
         return appended
+
+    def append_marker(self, producer_id: int, producer_epoch: int, commit: bool,
+                      coordinator_epoch: int) -> defer.Deferred[AppendResult]:
+        """Write a transaction marker (the coordinator's commit or abort) for a producer."""
+        if self._failure is not None:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, "partition is being reopened")
+        current = self.producers.epoch_of(producer_id)
+        if producer_epoch < current:
+            raise KafkaError(ErrorCode.INVALID_PRODUCER_EPOCH,
+                             f"marker epoch {producer_epoch} is older than {current}")
+        if producer_epoch > current:
+            self.producers.fence(producer_id, producer_epoch)
+        base_offset = self.next_offset
+        marker = build_control_batch(
+            ControlRecordType.COMMIT if commit else ControlRecordType.ABORT,
+            producer_id=producer_id, producer_epoch=producer_epoch,
+            coordinator_epoch=coordinator_epoch, timestamp=int(self._clock() * 1000),
+            base_offset=base_offset, partition_leader_epoch=PARTITION_LEADER_EPOCH)
+        self.next_offset = base_offset + 1
+        self.transactions.on_marker_assigned(producer_id, base_offset, commit)
+        stored = self._store(marker, base_offset, base_offset + 1, -1)
+
+        def durable(result: AppendResult) -> AppendResult:
+            self.transactions.on_marker_durable(base_offset)
+            return result
+
+        def lost(failure: Failure) -> Failure:
+            self.transactions.on_marker_failed(base_offset)
+            return failure
+
+        return stored.addCallbacks(durable, lost)
+
+    @property
+    def last_stable_offset(self) -> int:
+        return self.transactions.last_stable_offset(self.high_watermark)
+
+    def aborted_transactions(self, first_offset: int, last_offset: int) -> list[tuple[int, int]]:
+        return self.transactions.aborted_overlapping(first_offset, last_offset)
 
     def _validated_batch(self, records: bytes) -> tuple[bytearray, BatchHeader]:
         try:
@@ -294,8 +363,8 @@ class PartitionLog:
             return self.ledger.first_position
         return position
 
-    async def _scan_headers(self, from_offset: int):
-        """Batch headers of the log from the batch holding `from_offset` to the end."""
+    async def _scan(self, from_offset: int):
+        """(position, header) of every batch from the one holding `from_offset` to the end."""
         offset = max(from_offset, self.log_start_offset)
         while offset < self.high_watermark:
             position = await self._locate(offset)
@@ -306,8 +375,12 @@ class PartitionLog:
                 return
             for entry in entries:
                 for _, header in iter_batches(entry.data):
-                    yield header
+                    yield entry.position, header
                 offset = _end_offset(entry.data, entry.index)
+
+    async def _scan_headers(self, from_offset: int):
+        async for _, header in self._scan(from_offset):
+            yield header
 
     # -- offsets by time ------------------------------------------------------------------------
 
@@ -381,7 +454,10 @@ class PartitionLog:
         """Persist the offset floor and the producer table (periodically and on close)."""
         if self._snapshot_offset == self.high_watermark:
             return
-        snapshot = {"offset": self.high_watermark, "producers": self.producers.snapshot()}
+        self.transactions.forget_before(self.log_start_offset)
+        durable_end = self.high_watermark
+        snapshot = {"offset": durable_end, "producers": self.producers.snapshot(durable_end),
+                    "transactions": self.transactions.snapshot(durable_end)}
         await self.ledger.set_properties({
             PROP_NEXT_OFFSET: str(self.high_watermark),
             PROP_PRODUCERS: json.dumps(snapshot, separators=(",", ":")),

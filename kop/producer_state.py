@@ -114,9 +114,13 @@ class ProducerStateTable:
         """Start a new epoch with no batches (InitProducerId / transaction markers)."""
         self._producers[producer_id] = ProducerEntry(epoch)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, durable_end: int) -> dict[str, Any]:
+        """The table as of offset `durable_end`: batches at or past it (still in flight,
+        possibly never stored) are left out."""
         return {
-            str(pid): [entry.epoch, [list(vars(b).values()) for b in entry.batches]]
+            str(pid): [entry.epoch, [[b.first_sequence, b.last_sequence, b.first_offset,
+                                      b.last_offset]
+                                     for b in entry.batches if b.first_offset < durable_end]]
             for pid, entry in self._producers.items()
         }
 

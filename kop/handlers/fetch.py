@@ -31,6 +31,7 @@ from kop.handlers.registry import handles
 from kop.partition_log import PartitionLog
 from wire.generated.error_codes import ErrorCode
 from wire.messages import FetchResponse
+from wire.records.batch import iter_batches
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +146,17 @@ class FetchOperation:
         return partition_log
 
     def _last_stable_offset(self, partition_log: PartitionLog) -> int:
-        transactions = self.broker.transactions
-        if transactions is None:
-            return partition_log.high_watermark
-        return transactions.last_stable_offset(partition_log)
+        return partition_log.last_stable_offset
 
     def _aborted(self, partition_log: PartitionLog, offset: int, records: bytes) -> list:
-        transactions = self.broker.transactions
-        if transactions is None or not records:
+        if not records:
             return []
+        last_offset = offset
+        for _, header in iter_batches(records):
+            last_offset = header.last_offset
         return [
             FetchResponse.AbortedTransaction(producer_id=pid, first_offset=first)
-            for pid, first in transactions.aborted_in_range(partition_log, offset, len(records))
+            for pid, first in partition_log.aborted_transactions(offset, last_offset)
         ]
 
     def _response(self, results: list[_PartitionResult]) -> FetchResponse:

@@ -49,10 +49,7 @@ async def _list_offset(ctx, request, topic: str, partition) -> ListOffsetsRespon
         found: tuple[int, int] | None
         if wanted == LATEST:
             committed = ctx.api_version >= 2 and request.isolation_level == READ_COMMITTED
-            offset = log.high_watermark
-            if committed and broker.transactions is not None:
-                offset = broker.transactions.last_stable_offset(log)
-            found = (offset, -1)
+            found = (log.last_stable_offset if committed else log.high_watermark, -1)
         elif wanted in (EARLIEST, EARLIEST_LOCAL):
             found = (log.log_start_offset, -1)
         elif wanted == EARLIEST_PENDING_UPLOAD:
