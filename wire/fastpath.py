@@ -468,6 +468,25 @@ class _EncoderWriter:
         else:
             emit(body, f"{append}({var})")
 
+    def _differs_from_default(self, fm: FieldModel, var: str) -> str:
+        """An expression true when ``var`` is not ``fm``'s default value.
+
+        For a struct whose fields all have immutable defaults the comparison is
+        written out field by field (much cheaper than calling ``__eq__``).
+        """
+        struct_model = fm.type.struct
+        if fm.type.kind == "struct" and struct_model is not None and fm.spec.default is not None and all(
+            child.default_is_shared() for child in struct_model.fields
+        ):
+            cls_name = self.src.constant(struct_model.cls, "cls")
+            terms = [f"{var}.__class__ is not {cls_name}"]
+            for child in struct_model.fields:
+                default = self.src.constant(child.default_value(), "default")
+                terms.append(f"{var}.{child.attr} != {default}")
+            terms.append(f"{var}.unknown_tagged")
+            return " or ".join(terms)
+        return f"{var} != {self.src.constant(fm.default_value(), 'default')}"
+
     def _length(self, indent: int, length: str, append: str, flexible: bool, classic_fmt: str) -> None:
         if flexible:
             emit = self.src.emit
@@ -489,10 +508,9 @@ class _EncoderWriter:
             return
         emit(1, "tags = []")
         for fm in tagged:
-            default = src.constant(fm.default_value(), "default")
             emit(1, f"v = o.{fm.attr}")
             # Only non-default tagged values are written (old librdkafka chokes on the others).
-            emit(1, f"if v != {default}:")
+            emit(1, f"if {self._differs_from_default(fm, 'v')}:")
             emit(2, "part = []")
             self.value(2, fm.type, "v", "part.append", "part", True, fm.nullable(version), in_tag=True)
             emit(2, f"tags.append(({fm.spec.tag}, b''.join(part)))")
