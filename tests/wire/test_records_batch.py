@@ -19,7 +19,6 @@ from wire.records.batch import (
     Compression,
     TimestampType,
     assign_offsets,
-    batch_crc,
     check_client_batch,
     check_produce_records,
     iter_batches,
@@ -29,6 +28,7 @@ from wire.records.batch import (
     read_header,
     set_log_append_time,
     verify_crc,
+    write_header,
 )
 from wire.records.errors import (
     CompressionError,
@@ -272,10 +272,8 @@ def test_set_log_append_time_rewrites_crc_and_record_timestamps() -> None:
 
 def rewrite_header(blob: bytes, **fields: int) -> bytearray:
     """The batch with header fields replaced and its CRC made valid again."""
-    header = read_header(blob)._replace(**fields)
     out = bytearray(blob)
-    struct.pack_into(">qiibIhiqqqhii", out, 0, *header)
-    struct.pack_into(">I", out, 17, batch_crc(out, 0, header))
+    write_header(out, 0, read_header(blob)._replace(**fields))
     return out
 
 

@@ -17,6 +17,8 @@ Public API, by module:
     ``patch_partition_leader_epoch(buf, position, epoch)``,
     ``assign_offsets(buf, position, header, base_offset, partition_leader_epoch) -> BatchHeader``,
     ``set_log_append_time(buf, position, header, timestamp) -> BatchHeader`` (rewrites the CRC),
+    ``write_header(buf, position, header) -> BatchHeader`` (header + fresh CRC),
+    ``batch_attributes(compression, timestamp_type, *, transactional, control) -> int``,
     ``check_client_batch(header, position=0)`` (Kafka's header rules for Produce),
     ``check_produce_records(buf, *, single_batch=True) -> list[(position, BatchHeader)]``
     (Produce v3+: walk + CRC + rules, header only),

@@ -262,6 +262,39 @@ def assign_offsets(
     return BatchHeader._make((base_offset, header[1], partition_leader_epoch) + header[3:])
 
 
+def batch_attributes(
+    compression: int,
+    timestamp_type: TimestampType = TimestampType.CREATE_TIME,
+    *,
+    transactional: bool = False,
+    control: bool = False,
+) -> int:
+    """The attributes field for a batch with these properties."""
+    attributes = compression & _COMPRESSION_MASK
+    if timestamp_type == TimestampType.LOG_APPEND_TIME:
+        attributes |= _TIMESTAMP_TYPE_BIT
+    if transactional:
+        attributes |= _TRANSACTIONAL_BIT
+    if control:
+        attributes |= _CONTROL_BIT
+    return attributes
+
+
+def write_header(buffer: bytearray | memoryview, position: int, header: BatchHeader) -> BatchHeader:
+    """Write ``header`` at ``position`` with a freshly computed CRC; returns it with that CRC.
+
+    The records must already be in place: the CRC covers them.
+    """
+    _HEADER.pack_into(buffer, position, *header)
+    return _rewrite_crc(buffer, position, header)
+
+
+def _rewrite_crc(buffer: bytearray | memoryview, position: int, header: BatchHeader) -> BatchHeader:
+    crc = batch_crc(buffer, position, header)
+    _CRC.pack_into(buffer, position + CRC_OFFSET, crc)
+    return header._replace(crc=crc)
+
+
 def set_log_append_time(
     buffer: bytearray | memoryview, position: int, header: BatchHeader, timestamp: int
 ) -> BatchHeader:
@@ -273,10 +306,9 @@ def set_log_append_time(
     attributes = header.attributes | _TIMESTAMP_TYPE_BIT
     _ATTRIBUTES.pack_into(buffer, position + ATTRIBUTES_OFFSET, attributes)
     _TIMESTAMP.pack_into(buffer, position + MAX_TIMESTAMP_OFFSET, timestamp)
-    patched = header._replace(attributes=attributes, max_timestamp=timestamp)
-    crc = batch_crc(buffer, position, patched)
-    _CRC.pack_into(buffer, position + CRC_OFFSET, crc)
-    return patched._replace(crc=crc)
+    return _rewrite_crc(
+        buffer, position, header._replace(attributes=attributes, max_timestamp=timestamp)
+    )
 
 
 def check_client_batch(header: BatchHeader, position: int = 0) -> None:

@@ -29,10 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from enum import IntEnum
 from typing import NamedTuple
 
-from crc32c import crc32c
-
 from wire.records.batch import (
-    ATTRIBUTES_OFFSET,
     BATCH_HEADER_SIZE,
     LOG_OVERHEAD,
     MAGIC_V2,
@@ -43,9 +40,11 @@ from wire.records.batch import (
     BatchHeader,
     Compression,
     TimestampType,
+    batch_attributes,
     iter_batches,
     read_header,
     verify_crc,
+    write_header,
 )
 from wire.records.compression import compress, decompress
 from wire.records.errors import INVALID_RECORD, InvalidRecordError
@@ -57,8 +56,6 @@ INVALID_TIMESTAMP = 32
 
 _CONTROL_KEY = struct.Struct(">hh")
 _CONTROL_VALUE = struct.Struct(">hi")
-_BATCH_HEADER = struct.Struct(">qiibIhiqqqhii")
-_CRC = struct.Struct(">I")
 
 
 class Header(NamedTuple):
@@ -437,34 +434,29 @@ class BatchBuilder:
         section = bytearray()
         for offset_delta, (timestamp, key, value, headers) in enumerate(self._records):
             _encode_record(section, offset_delta, timestamp - base_timestamp, key, value, headers)
-        payload = compress(self.compression, section)
-        attributes = int(self.compression)
-        if self.timestamp_type == TimestampType.LOG_APPEND_TIME:
-            attributes |= 0x08
-        if self.transactional:
-            attributes |= 0x10
-        if self.control:
-            attributes |= 0x20
         batch = bytearray(BATCH_HEADER_SIZE)
-        batch += payload
-        _BATCH_HEADER.pack_into(
-            batch,
-            0,
-            self.base_offset,
-            len(batch) - LOG_OVERHEAD,
-            self.partition_leader_epoch,
-            MAGIC_V2,
-            0,  # CRC, filled in below
-            attributes,
-            len(self._records) - 1,
-            base_timestamp,
-            max_timestamp,
-            self.producer_id,
-            self.producer_epoch,
-            self.base_sequence,
-            len(self._records),
+        batch += compress(self.compression, section)
+        header = BatchHeader(
+            base_offset=self.base_offset,
+            batch_length=len(batch) - LOG_OVERHEAD,
+            partition_leader_epoch=self.partition_leader_epoch,
+            magic=MAGIC_V2,
+            crc=0,  # computed by write_header
+            attributes=batch_attributes(
+                self.compression,
+                self.timestamp_type,
+                transactional=self.transactional,
+                control=self.control,
+            ),
+            last_offset_delta=len(self._records) - 1,
+            base_timestamp=base_timestamp,
+            max_timestamp=max_timestamp,
+            producer_id=self.producer_id,
+            producer_epoch=self.producer_epoch,
+            base_sequence=self.base_sequence,
+            record_count=len(self._records),
         )
-        _CRC.pack_into(batch, 17, crc32c(memoryview(batch)[ATTRIBUTES_OFFSET:]))
+        write_header(batch, 0, header)
         return bytes(batch)
 
 
