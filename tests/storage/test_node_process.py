@@ -20,6 +20,7 @@ from storage.node import (
     CorruptEntryError,
     LedgerFencedError,
     NodeUnavailableError,
+    NoSuchLedgerError,
     RemoteStorageNodeClient,
 )
 from storage.node.records import RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, scan_records
@@ -278,3 +279,47 @@ async def test_requests_in_flight_at_sigterm_are_acknowledged_or_fail_as_unavail
     node_process.start()
     stored = await read_all(node_process.address, 1, sorted(acked))
     assert all(stored[e] == payload(e) for e in acked)
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigkill_while_the_collector_compacts_loses_nothing_and_undeletes_nothing(
+        tmp_path):
+    process = StorageNodeProcess(tmp_path / "node", extra_args=(
+        "--segment-bytes", str(64 * 1024), "--gc-interval", "0.01"))
+    process.start()
+    kept: dict[int, int] = {}  # ledger -> entries acknowledged
+    deleted: list[int] = []
+    try:
+        for round_number in range(4):
+            client = RemoteStorageNodeClient(process.address)
+            doomed, survivor = 100 + round_number, 200 + round_number
+            for e in range(24):  # interleaved, 1 in 4 entries survives: compaction has work
+                await defer.gatherResults(
+                    [client.add_entry(survivor, e, e - 1, payload(e))]
+                    + [client.add_entry(doomed, d, d - 1, payload(d))
+                       for d in range(3 * e, 3 * e + 3)])
+            kept[survivor] = 24
+            await client.delete_ledger(doomed)
+            deleted.append(doomed)
+            await append_rounds(client, 300, 16 * round_number, rounds=1, width=16)
+            kept[300] = 16 * (round_number + 1)
+            await client.close()
+            process.kill()  # the collector runs every 10 ms: often mid-collection
+            process.start()
+
+        async def compacted() -> bool:
+            return re.search(r"relocated [1-9]", process.log_text()) is not None
+
+        await until(compacted)  # the scenario does give the collector copying to do
+        client = RemoteStorageNodeClient(process.address)
+        try:
+            for ledger_id, count in kept.items():
+                for entry_id in range(count):
+                    assert await client.read_entry(ledger_id, entry_id) == payload(entry_id)
+            for ledger_id in deleted:
+                with pytest.raises(NoSuchLedgerError):
+                    await client.read_last_add_confirmed(ledger_id)
+        finally:
+            await client.close()
+    finally:
+        process.kill()
