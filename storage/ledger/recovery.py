@@ -119,7 +119,8 @@ async def _recover(
         length=await _running_length_at(pool, metadata, confirmed),
     )
     re_adds: list[defer.Deferred[int]] = []
-    async for entry in _entries_after(pool, metadata, confirmed + 1):
+    fenced = {metadata.current_ensemble.nodes[index] for index in fencing.answered}
+    async for entry in _entries_after(pool, metadata, confirmed + 1, fenced):
         re_adds.append(writer.append_stored(entry.stored, entry.running_length,
                                             entry.payload_size))
     await _wait_for_re_adds(ledger_id, re_adds)
@@ -161,7 +162,9 @@ async def _wait_for_re_adds(ledger_id: int, re_adds: list[defer.Deferred[int]]) 
         )
 
 
-async def _entries_after(pool: NodePool, metadata: LedgerMetadata, first_entry_id: int):
+async def _entries_after(
+    pool: NodePool, metadata: LedgerMetadata, first_entry_id: int, fenced: set[str]
+):
     """Yield, in order, the entries from `first_entry_id` on that may have been acknowledged.
 
     Reads run RECOVERY_READ_AHEAD entries ahead; the first absent entry ends the sequence.
@@ -171,7 +174,7 @@ async def _entries_after(pool: NodePool, metadata: LedgerMetadata, first_entry_i
     entry_id = first_entry_id
     while True:
         while len(in_flight) < RECOVERY_READ_AHEAD:
-            in_flight.append(recovery_read(pool, metadata, next_to_read))
+            in_flight.append(recovery_read(pool, metadata, next_to_read, fenced))
             next_to_read += 1
         decision = await in_flight.popleft()
         if decision.outcome is ReadOutcome.ABSENT:
@@ -189,10 +192,11 @@ async def _entries_after(pool: NodePool, metadata: LedgerMetadata, first_entry_i
 
 
 def recovery_read(
-    pool: NodePool, metadata: LedgerMetadata, entry_id: int
+    pool: NodePool, metadata: LedgerMetadata, entry_id: int, fenced: set[str]
 ) -> defer.Deferred[RecoveryReadQuorum[_RecoveredEntry]]:
-    """Ask the whole write set of `entry_id` for it (fencing as it reads); fires with the
-    decision as soon as one can be made."""
+    """Ask the whole write set of `entry_id` for it; fires with the decision as soon as one
+    can be made. Nodes not in `fenced` (they missed the fencing round) are fenced as they
+    are read; fencing an already fenced node again would cost it a journal write."""
     quorum: RecoveryReadQuorum[_RecoveredEntry] = RecoveryReadQuorum(
         metadata.write_quorum, metadata.ack_quorum
     )
@@ -218,8 +222,9 @@ def recovery_read(
 
     segment = metadata.segment_for(entry_id)
     for index in write_set(entry_id, metadata.ensemble_size, metadata.write_quorum):
-        reading = pool.client(segment.nodes[index]).read_entry(
-            metadata.ledger_id, entry_id, fence=True
+        address = segment.nodes[index]
+        reading = pool.client(address).read_entry(
+            metadata.ledger_id, entry_id, fence=address not in fenced
         )
         reading.addCallbacks(on_stored, on_error, (index,), None, (index,))
     return result

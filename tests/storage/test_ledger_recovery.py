@@ -255,11 +255,12 @@ def test_recovery_gives_up_when_the_metadata_never_stops_changing():
 # -- model test: random interleavings of appends, acks, node crashes; then recovery ------
 
 
-# (Sizes are drawn rather than parametrized: pytest-twisted re-wraps a parametrized
-# hypothesis test once per parameter and breaks.)
-@settings(max_examples=150, deadline=None)
+# Sizes are drawn rather than parametrized: pytest-twisted re-wraps a parametrized
+# hypothesis test once per parameter and breaks. Derandomized, so every run checks the same
+# examples (thousands of random ones passed when this was written).
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(
-    sizes=st.sampled_from([(3, 2, 2), (3, 3, 2), (2, 2, 1), (3, 2, 1)]),
+    sizes=st.sampled_from([(3, 2, 2), (3, 3, 2), (2, 2, 1), (3, 2, 1), (4, 3, 3)]),
     seed=st.integers(0, 2**32 - 1),
     steps=st.integers(5, 80),
 )
@@ -298,7 +299,13 @@ def test_no_acknowledged_entry_is_ever_lost_by_recovery(sizes, seed, steps):
             cluster.node(address).down = False
     for node in cluster.nodes.values():
         node.hold_acks = False
-    recovered = result_of(cluster.client(seed=seed + 1).open_ledger(writer.ledger_id))
+    recovering = cluster.client(seed=seed + 1).open_ledger(writer.ledger_id)
+    # Re-replication may wait for a node (fake time passes: suspicions expire, probes retry).
+    for _ in range(200):
+        if recovering.called:
+            break
+        cluster.clock.advance(0.5)
+    recovered = result_of(recovering)
     last = recovered.last_add_confirmed
     entries = result_of(recovered.read(0, last)) if last >= 0 else []
     assert last >= max(acknowledged, default=-1)
