@@ -24,6 +24,7 @@ from kop.naming import Namespace
 from kop.partition_log import PartitionLog
 from kop.producer_ids import ProducerIdAllocator
 from kop.topics import TopicInfo, TopicRegistry
+from kop.transactions import TransactionCoordinator
 from storage.managed_ledger import ManagedLedgerConfig, ManagedLedgerFactory
 from storage.metadata import MetadataStore, NodeExistsError
 from wire.generated.error_codes import ErrorCode
@@ -174,7 +175,8 @@ class Broker:
         self.cluster_id = ""
         self.topics = TopicRegistry(store, config.namespace)
         self.partitions = PartitionManager(self)
-        self.transactions = None  # the transaction coordinator, when transactions are enabled
+        self.transactions = TransactionCoordinator(
+            self, store, max_timeout_ms=config.setting("transaction.max.timeout.ms"), clock=clock)
         self.fetch_sessions = FetchSessionCache()
         self.producer_ids = ProducerIdAllocator(store)
         self._saver: task.LoopingCall | None = None
@@ -202,6 +204,7 @@ class Broker:
     async def start(self) -> None:
         self.cluster_id = await self._cluster_id()
         await self.topics.load()
+        await self.transactions.start()
         self._saver = task.LoopingCall(self._save_state)
         self._saver.start(STATE_SAVE_INTERVAL_SECONDS, now=False)
         log.info("broker %d ready (cluster %s, %d topics)", self.node_id, self.cluster_id,
@@ -226,6 +229,7 @@ class Broker:
     async def stop(self) -> None:
         if self._saver is not None and self._saver.running:
             self._saver.stop()
+        self.transactions.stop()
         await self.partitions.close_all()
 
     # -- configuration ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from kop.handlers import (  # noqa: F401  (each module registers its handlers on
     produce,
     producer_ids,
     topics_admin,
+    transactions,
 )
 from kop.handlers.registry import REGISTRY, handles
 

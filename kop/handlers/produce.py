@@ -12,8 +12,8 @@ NOT_LEADER_OR_FOLLOWER, CORRUPT_MESSAGE, INVALID_RECORD, MESSAGE_TOO_LARGE,
 OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH; a retried idempotent batch is answered
 with its original offset. Topics are auto-created on produce when allowed. v0-v2 carry legacy
 message sets (magic 0/1), converted to one v2 batch before storing. Transactional batches
-are checked against the transaction coordinator (the partition must have been added to the
-producer's ongoing transaction).
+are stored like any other; as in Kafka before KIP-890, kop does not check that the partition
+was added to the producer's transaction.
 """
 
 from __future__ import annotations
@@ -57,9 +57,6 @@ async def _append_when_open(ctx, topic: str, partition: int, records: bytes) -> 
 
 
 def _append(ctx, partition_log: PartitionLog, records: bytes) -> defer.Deferred[AppendResult]:
-    transactions = ctx.broker.transactions
-    if transactions is not None:
-        transactions.check_produce(partition_log, records)
     return partition_log.append(records)
 
 

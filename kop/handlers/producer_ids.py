@@ -14,6 +14,7 @@ from twisted.internet import defer
 
 from kop.errors import KafkaError
 from kop.handlers.registry import handles
+from kop.handlers.transactions import fencing_code
 from wire.generated.error_codes import ErrorCode
 from wire.messages import InitProducerIdResponse
 
@@ -26,7 +27,7 @@ async def _init_producer_id(ctx, request) -> InitProducerIdResponse:
     try:
         if request.transactional_id is not None:
             if broker.transactions is None:
-                raise KafkaError(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE,
                                  "transactions are not enabled on this broker")
             producer_id, epoch = await broker.transactions.init_producer(
                 request.transactional_id, request.transaction_timeout_ms,
@@ -37,7 +38,8 @@ async def _init_producer_id(ctx, request) -> InitProducerIdResponse:
         else:
             producer_id, epoch = await broker.producer_ids.allocate(), 0
     except KafkaError as exc:
-        return InitProducerIdResponse(throttle_time_ms=0, error_code=exc.code,
+        return InitProducerIdResponse(throttle_time_ms=0,
+                                      error_code=fencing_code(exc, ctx.api_version, 4),
                                       producer_id=-1, producer_epoch=-1)
     return InitProducerIdResponse(throttle_time_ms=0, error_code=ErrorCode.NONE,
                                   producer_id=producer_id, producer_epoch=epoch)

@@ -1,0 +1,309 @@
+"""The transaction coordinator: transactional ids, producer epochs, commit and abort.
+
+A transactional producer calls InitProducerId with its transactional id (fencing any older
+incarnation: its epoch is bumped and an open transaction of the old one is aborted), adds
+partitions (AddPartitionsToTxn) and consumer-group offsets (AddOffsetsToTxn) to its
+transaction, produces, and ends it (EndTxn). Ending writes a marker (commit or abort control
+batch) into every partition of the transaction and completes the group offsets, then the
+transaction is complete. Transactions open longer than their timeout are aborted.
+
+State lives in the metadata store, one record per transactional id under
+/transactions/<tenant>/<encoded id>, changed with compare-and-set, so a restarted broker (or
+another broker taking over) continues — a transaction found half-ended on load is finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from twisted.internet import defer, task
+
+from kop.errors import KafkaError
+from kop.handlers.common import owned_partition
+from storage.metadata import BadVersionError, MetadataStore, NodeExistsError
+from wire.generated.error_codes import ErrorCode
+
+log = logging.getLogger(__name__)
+
+MAX_EPOCH = 32767
+EXPIRY_CHECK_SECONDS = 1.0
+
+EMPTY, ONGOING = "Empty", "Ongoing"
+PREPARE_COMMIT, PREPARE_ABORT = "PrepareCommit", "PrepareAbort"
+COMPLETE_COMMIT, COMPLETE_ABORT = "CompleteCommit", "CompleteAbort"
+ENDING = (PREPARE_COMMIT, PREPARE_ABORT)
+
+
+@dataclass(frozen=True)
+class Transaction:
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    timeout_ms: int
+    state: str = EMPTY
+    partitions: frozenset[tuple[str, int]] = frozenset()
+    groups: frozenset[str] = frozenset()
+    started_ms: int = -1
+    version: int = -1  # metadata-store version; -1 = not stored yet
+
+    def to_json(self) -> bytes:
+        return json.dumps({
+            "producer_id": self.producer_id, "producer_epoch": self.producer_epoch,
+            "timeout_ms": self.timeout_ms, "state": self.state,
+            "partitions": sorted([t, p] for t, p in self.partitions),
+            "groups": sorted(self.groups), "started_ms": self.started_ms,
+        }).encode()
+
+    @classmethod
+    def from_json(cls, transactional_id: str, data: bytes, version: int) -> Transaction:
+        record = json.loads(data)
+        return cls(transactional_id, record["producer_id"], record["producer_epoch"],
+                   record["timeout_ms"], record["state"],
+                   frozenset((t, p) for t, p in record["partitions"]),
+                   frozenset(record["groups"]), record["started_ms"], version)
+
+
+@dataclass
+class _Keyed:
+    locks: dict[str, defer.DeferredLock] = field(default_factory=dict)
+
+    def lock(self, key: str) -> defer.DeferredLock:
+        return self.locks.setdefault(key, defer.DeferredLock())
+
+
+class TransactionCoordinator:
+    def __init__(self, broker, store: MetadataStore, max_timeout_ms: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._broker = broker
+        self._store = store
+        self._max_timeout_ms = max_timeout_ms
+        self._clock = clock
+        self._root = f"/transactions/{broker.config.namespace.tenant}"
+        self._cache: dict[str, Transaction] = {}
+        self._locks = _Keyed()
+        self._expiry: task.LoopingCall | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for name in await self._store.children(self._root):
+            transactional_id = urllib.parse.unquote(name)
+            found = await self._load(transactional_id)
+            if found is not None and found.state in ENDING:
+                await self._with_lock(transactional_id, self._finish, found)
+        self._expiry = task.LoopingCall(self._abort_expired)
+        self._expiry.start(EXPIRY_CHECK_SECONDS, now=False)
+
+    def stop(self) -> None:
+        if self._expiry is not None and self._expiry.running:
+            self._expiry.stop()
+
+    # -- storage ------------------------------------------------------------------------------
+
+    def _path(self, transactional_id: str) -> str:
+        return f"{self._root}/{urllib.parse.quote(transactional_id, safe='')}"
+
+    async def _load(self, transactional_id: str) -> Transaction | None:
+        found = await self._store.get(self._path(transactional_id))
+        if found is None:
+            self._cache.pop(transactional_id, None)
+            return None
+        loaded = Transaction.from_json(transactional_id, found.value, found.version)
+        self._cache[transactional_id] = loaded
+        return loaded
+
+    async def _save(self, transaction: Transaction) -> Transaction:
+        path = self._path(transaction.transactional_id)
+        try:
+            if transaction.version < 0:
+                await self._store.create(path, transaction.to_json())
+                version = 0
+            else:
+                version = await self._store.set(path, transaction.to_json(),
+                                                expected_version=transaction.version)
+        except (BadVersionError, NodeExistsError):
+            await self._load(transaction.transactional_id)
+            raise KafkaError(ErrorCode.CONCURRENT_TRANSACTIONS,
+                             "the transaction changed concurrently; retry") from None
+        saved = replace(transaction, version=version)
+        self._cache[transaction.transactional_id] = saved
+        return saved
+
+    async def _with_lock(self, transactional_id: str, action, *args):
+        lock = self._locks.lock(transactional_id)
+        await lock.acquire()
+        try:
+            return await action(*args)
+        finally:
+            lock.release()
+
+    async def _current(self, transactional_id: str) -> Transaction | None:
+        cached = self._cache.get(transactional_id)
+        return cached if cached is not None else await self._load(transactional_id)
+
+    # -- the API ------------------------------------------------------------------------------
+
+    async def init_producer(self, transactional_id: str, timeout_ms: int, producer_id: int,
+                            producer_epoch: int) -> tuple[int, int]:
+        if not transactional_id:
+            raise KafkaError(ErrorCode.INVALID_REQUEST, "empty transactional id")
+        if timeout_ms <= 0 or timeout_ms > self._max_timeout_ms:
+            raise KafkaError(
+                ErrorCode.INVALID_TRANSACTION_TIMEOUT,
+                f"transaction timeout {timeout_ms} ms is outside 1..{self._max_timeout_ms} ms")
+        return await self._with_lock(transactional_id, self._init, transactional_id, timeout_ms,
+                                     producer_id, producer_epoch)
+
+    async def _init(self, transactional_id: str, timeout_ms: int, producer_id: int,
+                    producer_epoch: int) -> tuple[int, int]:
+        current = await self._current(transactional_id)
+        if current is None:
+            fresh = Transaction(transactional_id, await self._broker.producer_ids.allocate(), 0,
+                                timeout_ms)
+            saved = await self._save(fresh)
+            return saved.producer_id, saved.producer_epoch
+        if producer_id >= 0 and (producer_id, producer_epoch) != (
+                current.producer_id, current.producer_epoch):
+            raise KafkaError(ErrorCode.PRODUCER_FENCED,
+                             f"producer {producer_id} epoch {producer_epoch} is not current")
+        if current.state in ENDING:
+            await self._finish(current)
+            current = self._cache[transactional_id]
+        if current.state == ONGOING:
+            # A new incarnation fences the old one: its open transaction is aborted with the
+            # bumped epoch, so the old producer can no longer write to those partitions.
+            current = await self._end(current, commit=False, bump_epoch=True)
+        producer_id, epoch = current.producer_id, current.producer_epoch + 1
+        if epoch > MAX_EPOCH:
+            producer_id, epoch = await self._broker.producer_ids.allocate(), 0
+        saved = await self._save(replace(current, producer_id=producer_id, producer_epoch=epoch,
+                                         timeout_ms=timeout_ms, state=EMPTY,
+                                         partitions=frozenset(), groups=frozenset()))
+        return saved.producer_id, saved.producer_epoch
+
+    def _check_producer(self, current: Transaction | None, producer_id: int,
+                        producer_epoch: int) -> Transaction:
+        if current is None or current.producer_id != producer_id:
+            raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING,
+                             "the producer id does not belong to this transactional id")
+        if producer_epoch != current.producer_epoch:
+            raise KafkaError(ErrorCode.PRODUCER_FENCED,
+                             f"epoch {producer_epoch} is fenced by {current.producer_epoch}")
+        if current.state in ENDING:
+            raise KafkaError(ErrorCode.CONCURRENT_TRANSACTIONS,
+                             "the previous transaction is still being completed")
+        return current
+
+    async def add_partitions(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                             partitions: list[tuple[str, int]]) -> None:
+        async def add() -> None:
+            current = self._check_producer(await self._current(transactional_id),
+                                           producer_id, producer_epoch)
+            merged = current.partitions | frozenset(partitions)
+            if merged == current.partitions and current.state == ONGOING:
+                return
+            await self._save(self._ongoing(current, partitions=merged))
+
+        await self._with_lock(transactional_id, add)
+
+    async def add_group(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                        group_id: str) -> None:
+        async def add() -> None:
+            current = self._check_producer(await self._current(transactional_id),
+                                           producer_id, producer_epoch)
+            if group_id in current.groups and current.state == ONGOING:
+                return
+            await self._save(self._ongoing(current, groups=current.groups | {group_id}))
+
+        await self._with_lock(transactional_id, add)
+
+    def _ongoing(self, current: Transaction, **changes) -> Transaction:
+        started = current.started_ms if current.state == ONGOING else int(self._clock() * 1000)
+        return replace(current, state=ONGOING, started_ms=started, **changes)
+
+    def check_producer_for_offsets(self, transactional_id: str, producer_id: int,
+                                   producer_epoch: int) -> None:
+        """TxnOffsetCommit: the producer must be current and have added the group."""
+        self._check_producer(self._cache.get(transactional_id), producer_id, producer_epoch)
+
+    async def end_transaction(self, transactional_id: str, producer_id: int,
+                              producer_epoch: int, commit: bool) -> None:
+        async def end() -> None:
+            current = await self._current(transactional_id)
+            if current is not None and current.producer_id == producer_id \
+                    and current.producer_epoch == producer_epoch:
+                done = COMPLETE_COMMIT if commit else COMPLETE_ABORT
+                if current.state == done:
+                    return  # a retried EndTxn
+                if current.state in (COMPLETE_COMMIT, COMPLETE_ABORT) or (
+                        current.state == EMPTY and commit):
+                    raise KafkaError(ErrorCode.INVALID_TXN_STATE,
+                                     f"cannot {'commit' if commit else 'abort'} in state "
+                                     f"{current.state}")
+                if current.state == EMPTY:
+                    return  # aborting nothing
+            current = self._check_producer(current, producer_id, producer_epoch)
+            await self._end(current, commit=commit, bump_epoch=False)
+
+        await self._with_lock(transactional_id, end)
+
+    async def _end(self, current: Transaction, commit: bool, bump_epoch: bool) -> Transaction:
+        epoch = current.producer_epoch + 1 if bump_epoch else current.producer_epoch
+        preparing = await self._save(replace(
+            current, state=PREPARE_COMMIT if commit else PREPARE_ABORT, producer_epoch=epoch))
+        return await self._finish(preparing)
+
+    async def _finish(self, preparing: Transaction) -> Transaction:
+        """Write the markers and complete group offsets of a prepared transaction."""
+        commit = preparing.state == PREPARE_COMMIT
+        broker = self._broker
+        for topic, partition in sorted(preparing.partitions):
+            try:
+                partition_log = await owned_partition(broker, topic, partition)
+            except KafkaError as exc:
+                if exc.code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+                    continue  # deleted meanwhile: nothing to mark
+                raise
+            await partition_log.append_marker(preparing.producer_id, preparing.producer_epoch,
+                                              commit, coordinator_epoch=0)
+        groups = getattr(broker, "groups", None)
+        for group_id in sorted(preparing.groups):
+            if groups is not None and hasattr(groups, "complete_transaction"):
+                await groups.complete_transaction(group_id, preparing.producer_id, commit)
+        log.info("%s transaction of %s (producer %d epoch %d): %d partitions, %d groups",
+                 "committed" if commit else "aborted", preparing.transactional_id,
+                 preparing.producer_id, preparing.producer_epoch, len(preparing.partitions),
+                 len(preparing.groups))
+        return await self._save(replace(
+            preparing, state=COMPLETE_COMMIT if commit else COMPLETE_ABORT,
+            partitions=frozenset(), groups=frozenset(), started_ms=-1))
+
+    # -- expiry -------------------------------------------------------------------------------
+
+    def _abort_expired(self) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._abort_expired_now())
+
+    async def _abort_expired_now(self) -> None:
+        now_ms = int(self._clock() * 1000)
+        for transaction in list(self._cache.values()):
+            if transaction.state != ONGOING or now_ms - transaction.started_ms <= transaction.timeout_ms:
+                continue
+
+            async def expire(transactional_id: str = transaction.transactional_id) -> None:
+                current = await self._current(transactional_id)
+                if current is not None and current.state == ONGOING \
+                        and now_ms - current.started_ms > current.timeout_ms:
+                    log.info("aborting transaction of %s: open longer than %d ms",
+                             transactional_id, current.timeout_ms)
+                    await self._end(current, commit=False, bump_epoch=True)
+
+            try:
+                await self._with_lock(transaction.transactional_id, expire)
+            except Exception as exc:
+                log.warning("could not abort expired transaction %s: %s",
+                            transaction.transactional_id, exc)
