@@ -28,6 +28,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from wire.schema import NO_DEFAULT, Field, MessageSpec, Versions, snake_case, within
@@ -177,6 +178,7 @@ class MessageModel:
     spec: MessageSpec
     root: StructModel = None  # type: ignore[assignment]
     structs: dict[str, StructModel] = field(default_factory=dict)
+    init_namespace: dict[str, Any] = field(default_factory=dict)  # globals of the __init__s
 
     @property
     def name(self) -> str:
@@ -235,6 +237,15 @@ class Struct:
     __slots__ = ("unknown_tagged",)
     _model: StructModel
     _attrs: tuple[str, ...] = ()
+    _values: Any  # attrgetter of every field, for __eq__
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        values = self._values
+        return values(self) == values(other) and (
+            (self.unknown_tagged or None) == (other.unknown_tagged or None)  # type: ignore[attr-defined]
+        )
 
     def __repr__(self) -> str:
         parts = [f"{attr}={_short_repr(getattr(self, attr))}" for attr in self._attrs]
@@ -272,44 +283,52 @@ def _short_repr(value: Any) -> str:
     return repr(value)
 
 
-def _eq_source(attrs: tuple[str, ...]) -> str:
-    terms = " and ".join(f"self.{a} == other.{a}" for a in attrs)
-    if terms:
-        terms += " and "
-    return (
-        "def __eq__(self, other):\n"
-        "    if type(other) is not type(self):\n"
-        "        return NotImplemented\n"
-        f"    return {terms}(self.unknown_tagged or None) == (other.unknown_tagged or None)\n"
-    )
-
-
-def _init_source(struct: StructModel) -> tuple[str, dict[str, Any]]:
-    """Source of a keyword-only ``__init__`` that fills omitted fields with defaults."""
-    namespace: dict[str, Any] = {"_FRESH": _FRESH}
+def _init_source(struct: StructModel, name: str, namespace: dict[str, Any]) -> str:
+    """Source of a keyword-only ``__init__`` (called ``name``) that fills omitted
+    fields with their defaults; the constants it needs go into ``namespace``."""
     params = []
     body = []
     for index, fm in enumerate(struct.fields):
         annotation = repr(_annotation(fm))
+        constant = f"{name}_{index}"
         if fm.default_is_shared():
-            default_name = f"_default_{index}"
-            namespace[default_name] = fm.default_value()
-            params.append(f"{fm.attr}: {annotation} = {default_name}")
+            namespace[constant] = fm.default_value()
+            params.append(f"{fm.attr}: {annotation} = {constant}")
             body.append(f"    self.{fm.attr} = {fm.attr}")
         else:
             # A new list or struct per instance: a shared one would leak mutations.
             if fm.type.kind == "array":
                 fresh = "[]"
             else:
-                assert fm.type.struct is not None and fm.type.struct.cls is not None
-                fresh = f"_struct_{index}()"
-                namespace[f"_struct_{index}"] = fm.type.struct.cls
+                # The struct's class is bound in the namespace once it exists.
+                assert fm.type.struct is not None
+                fresh = f"{constant}()"
+                namespace[constant] = fm.type.struct
             params.append(f"{fm.attr}: {annotation} = _FRESH")
             body.append(f"    self.{fm.attr} = {fresh} if {fm.attr} is _FRESH else {fm.attr}")
     params.append("unknown_tagged: 'dict[int, bytes] | None' = None")
     body.append("    self.unknown_tagged = unknown_tagged")
-    source = f"def __init__(self, *, {', '.join(params)}) -> None:\n" + "\n".join(body) + "\n"
-    return source, namespace
+    return f"def {name}(self, *, {', '.join(params)}) -> None:\n" + "\n".join(body) + "\n"
+
+
+def _compile_inits(message: MessageModel) -> dict[StructModel, Any]:
+    """Every struct's ``__init__``, compiled in one go (compiling is the slow part)."""
+    structs = list(message.walk_structs())
+    namespace: dict[str, Any] = {"_FRESH": _FRESH}
+    names = {struct: f"_init_{index}" for index, struct in enumerate(structs)}
+    source = "\n".join(_init_source(struct, names[struct], namespace) for struct in structs)
+    code = compile(source, f"<wire.model {message.name}>", "exec", dont_inherit=True)
+    exec(code, namespace)
+    # Struct-typed defaults were placeholders (their StructModel); bind the classes
+    # lazily: the functions look these names up when called, after the classes exist.
+    inits = {}
+    for struct, name in names.items():
+        init = namespace[name]
+        init.__name__ = "__init__"
+        init.__qualname__ = f"{struct.qualified_name}.__init__"
+        inits[struct] = init
+    message.init_namespace = namespace
+    return inits
 
 
 def _annotation(fm: FieldModel) -> str:
@@ -337,26 +356,23 @@ class _Fresh:
 _FRESH = _Fresh()
 
 
-def _make_class(struct: StructModel, base: type[Struct]) -> type[Struct]:
+def _make_class(struct: StructModel, base: type[Struct], init: Any) -> type[Struct]:
     attrs = tuple(fm.attr for fm in struct.fields)
     namespace: dict[str, Any] = {
         "__slots__": attrs,
         "__qualname__": struct.qualified_name,
         "__module__": "wire.messages",
         "__doc__": f"Kafka {struct.qualified_name} (fields: {', '.join(attrs) or 'none'}).",
+        "__init__": init,
         "_attrs": attrs,
+        "_values": attrgetter(*attrs) if attrs else staticmethod(_no_values),
         "_model": struct,
     }
-    for source, extra in (_init_source(struct), (_eq_source(attrs), {})):
-        code_namespace = dict(extra)
-        code = compile(source, f"<wire.model {struct.qualified_name}>", "exec", dont_inherit=True)
-        exec(code, code_namespace)
-        for name, value in code_namespace.items():
-            if name.startswith("__") and callable(value):
-                value.__qualname__ = f"{struct.qualified_name}.{name}"
-                namespace[name] = value
-    cls = type(struct.name, (base,), namespace)
-    return cls
+    return type(struct.name, (base,), namespace)
+
+
+def _no_values(_: Any) -> tuple[()]:
+    return ()
 
 
 # -- resolving a spec -------------------------------------------------------------------------
@@ -423,20 +439,13 @@ def build_message(spec: MessageSpec) -> MessageModel:
         struct, fields = pending.pop(0)
         resolve_fields(struct, fields)
 
-    # Classes: a struct's field types first, so its __init__ can build their defaults.
-    def make_classes(struct: StructModel, base: type[Struct]) -> None:
-        if struct.cls is not None:
-            return
-        for fm in struct.fields:
-            child = fm.type.element if fm.type.kind == "array" else fm.type
-            if child is not None and child.kind == "struct":
-                assert child.struct is not None
-                make_classes(child.struct, Struct)
-        struct.cls = _make_class(struct, base)
-
-    make_classes(root, Message)
-    for struct in message.structs.values():
-        make_classes(struct, Struct)
+    inits = _compile_inits(message)
+    for struct in message.walk_structs():
+        struct.cls = _make_class(struct, Message if struct is root else Struct, inits[struct])
+    namespace = message.init_namespace
+    for name, value in namespace.items():
+        if isinstance(value, StructModel):
+            namespace[name] = value.cls
     root.cls.SPEC = spec  # type: ignore[attr-defined]
     root.cls.API_KEY = spec.api_key  # type: ignore[attr-defined]
     for name, struct in message.structs.items():
