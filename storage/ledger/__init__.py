@@ -9,6 +9,7 @@ from storage.ledger.client import LedgerClient
 from storage.ledger.errors import (
     CorruptEntryError,
     EntryRangeError,
+    EntryTooLargeError,
     LedgerClosedError,
     LedgerError,
     LedgerFencedError,
@@ -28,6 +29,7 @@ from storage.ledger.writer import WriteHandle
 __all__ = [
     "CorruptEntryError",
     "EntryRangeError",
+    "EntryTooLargeError",
     "LedgerClient",
     "LedgerClientSettings",
     "LedgerClosedError",

@@ -32,6 +32,10 @@ class NoSuchEntryError(LedgerError):
     """No replica holds the requested entry."""
 
 
+class EntryTooLargeError(LedgerError, ValueError):
+    """An entry larger than the client's limit (LedgerClientSettings.max_entry_bytes)."""
+
+
 class EntryRangeError(LedgerError, ValueError):
     """A read asked for entries outside 0..last_add_confirmed."""
 

@@ -28,9 +28,11 @@ from twisted.python.failure import Failure
 
 from storage.ledger.entry_format import frame_entry
 from storage.ledger.errors import (
+    EntryTooLargeError,
     LedgerClosedError,
     LedgerError,
     LedgerFencedError,
+    NoSuchLedgerError,
     NotEnoughNodesError,
 )
 from storage.ledger.ledger_store import LedgerMetadataStore, MetadataConflictError
@@ -128,7 +130,16 @@ class WriteHandle(ReadHandle):
     # -- appending -------------------------------------------------------------------------
 
     def append(self, payload: bytes) -> defer.Deferred[int]:
-        """Append `payload` as the next entry; fires with its entry id once acknowledged."""
+        """Append `payload` as the next entry; fires with its entry id once acknowledged.
+
+        A payload above `max_entry_bytes` fails with EntryTooLargeError and leaves the
+        ledger untouched.
+        """
+        if len(payload) > self._settings.max_entry_bytes:
+            return defer.fail(EntryTooLargeError(
+                f"ledger {self.ledger_id}: entry of {len(payload)} bytes exceeds the "
+                f"{self._settings.max_entry_bytes}-byte limit"
+            ))
         entry_id = self._queue.next_entry_id
         running_length = self.length + len(payload)
         stored = frame_entry(self.ledger_id, entry_id, running_length, payload)
@@ -198,6 +209,19 @@ class WriteHandle(ReadHandle):
         if failure.check(node_errors.LedgerFencedError):
             self._fail(LedgerFencedError(
                 f"ledger {self.ledger_id} is fenced on {address}: another owner recovered it"
+            ))
+            return
+        # Errors about the request or the ledger itself would follow it to any other node:
+        # replacing the node cannot help.
+        if failure.check(node_errors.NoSuchLedgerError):
+            self._fail(NoSuchLedgerError(
+                f"ledger {self.ledger_id} was deleted on {address} while being written"
+            ))
+            return
+        if failure.check(node_errors.InvalidRequestError):
+            self._fail(LedgerError(
+                f"ledger {self.ledger_id}: {address} refused entry {entry_id}: "
+                f"{failure.getErrorMessage()}"
             ))
             return
         if self.metadata.current_ensemble.nodes[index] != address or index in self._unavailable:

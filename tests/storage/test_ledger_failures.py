@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import pytest
 from test_ledger_fakes import Cluster, failure_of, has_fired, result_of
+from twisted.internet import defer
 
 from storage.ledger import (
+    EntryTooLargeError,
     LedgerClosedError,
     LedgerError,
     LedgerFencedError,
     LedgerMetadata,
     LedgerState,
+    NoSuchLedgerError,
     NotEnoughNodesError,
     Segment,
     WriteHandle,
 )
 from storage.ledger.ledger_store import ledger_path
+from storage.node import errors as node_errors
 
 
 def stored_metadata(cluster: Cluster, ledger_id: int) -> LedgerMetadata:
@@ -231,6 +236,32 @@ def test_metadata_store_errors_during_repair_fail_the_writer_clearly():
     error = failure_of(writer.append(b"x"), LedgerError)
     assert "store on fire" in str(error)
     failure_of(writer.append(b"y"), LedgerError)
+
+
+def test_an_oversized_entry_is_refused_without_harming_the_ledger():
+    cluster = Cluster(1, max_entry_bytes=10)
+    writer = result_of(cluster.client().create_ledger(1, 1, 1))
+    error = failure_of(writer.append(b"x" * 11), EntryTooLargeError)
+    assert "11 bytes exceeds the 10-byte limit" in str(error)
+    assert result_of(writer.append(b"x" * 10)) == 0
+    assert result_of(writer.read(0, 0)) == [b"x" * 10]
+
+
+@pytest.mark.parametrize("node_error, expected, message", [
+    (node_errors.InvalidRequestError("entry id is negative"), LedgerError, "is negative"),
+    (node_errors.NoSuchLedgerError("deleted"), NoSuchLedgerError, "deleted on n"),
+])
+def test_errors_about_the_request_fail_the_writer_instead_of_replacing_nodes(
+    node_error, expected, message
+):
+    cluster = Cluster(4)
+    writer = result_of(cluster.client().create_ledger(3, 2, 2))
+    ensemble = writer.metadata.current_ensemble.nodes
+    cluster.node(ensemble[0]).add_entry = lambda *args, **kwargs: defer.fail(node_error)
+    error = failure_of(writer.append(b"x"), expected)
+    assert message in str(error)
+    assert writer.metadata.ensembles == (Segment(0, ensemble),)  # nobody was blamed
+    failure_of(writer.append(b"y"), expected)
 
 
 def test_appends_after_close_started_are_refused():
