@@ -88,6 +88,18 @@ def test_recovery_stops_at_the_first_entry_no_replica_has():
     assert result_of(recovered.read(0, 3)) == [b"a", b"b", b"c", b"d"]
 
 
+def test_recovering_a_ledger_that_never_got_an_entry_closes_it_empty():
+    cluster = Cluster(3)
+    writer = writer_with(cluster, [])
+    recovered = result_of(cluster.client(seed=1).open_ledger(writer.ledger_id))
+    assert recovered.last_add_confirmed == -1
+    metadata, _ = stored(cluster, writer.ledger_id)
+    assert (metadata.state, metadata.last_entry_id, metadata.length) == (
+        LedgerState.CLOSED, -1, 0
+    )
+    failure_of(writer.append(b"late"), LedgerFencedError)
+
+
 def test_recovering_a_closed_ledger_changes_nothing():
     cluster = Cluster(3)
     writer = writer_with(cluster, [b"a"])
