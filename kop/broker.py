@@ -21,6 +21,7 @@ from kop.deferreds import follow
 from kop.errors import KafkaError
 from kop.fetch_sessions import FetchSessionCache
 from kop.naming import Namespace
+from kop.ownership import BrokerAddress, Ownership, SoleOwnership
 from kop.partition_log import PartitionLog
 from kop.producer_ids import ProducerIdAllocator
 from kop.topics import TopicInfo, TopicRegistry
@@ -64,14 +65,6 @@ class BrokerConfig:
         return int(self.settings[name])
 
 
-@dataclass(frozen=True)
-class BrokerAddress:
-    node_id: int
-    host: str
-    port: int
-    rack: str | None = None
-
-
 class PartitionManager:
     """Opens, caches and closes the PartitionLogs this broker owns."""
 
@@ -111,14 +104,20 @@ class PartitionManager:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                              f"{topic}-{partition} does not exist")
         broker = self._broker
+        epoch = await broker.ownership.acquire(topic, partition)
         name = broker.config.namespace.managed_ledger_name(topic, partition)
         config = broker.topic_config(info)
-        ledger = await broker.ledgers.open(name, broker.managed_ledger_config(config))
-        partition_log = PartitionLog(topic, partition, ledger, config, broker.clock)
+        try:
+            ledger = await broker.ledgers.open(name, broker.managed_ledger_config(config))
+        except Exception:
+            await broker.ownership.release(topic, partition)
+            raise
+        partition_log = PartitionLog(topic, partition, ledger, config, broker.clock, epoch)
         try:
             await partition_log.load()
         except Exception:
             await ledger.close()
+            await broker.ownership.release(topic, partition)
             raise
         self._open[(topic, partition)] = partition_log
         log.info("opened %s-%d: log start %d, high watermark %d", topic, partition,
@@ -126,18 +125,35 @@ class PartitionManager:
         return partition_log
 
     def _discard(self, topic: str, partition: int) -> None:
+        """Drop a partition whose log failed or whose ownership was lost, without saving
+        anything (another broker may own it already: only storage fencing speaks now)."""
         failed = self._open.pop((topic, partition), None)
         if failed is not None:
             defer.ensureDeferred(failed.ledger.close()).addErrback(lambda _: None)
+            defer.ensureDeferred(self._broker.ownership.release(topic, partition)).addErrback(
+                lambda _: None)
+
+    def ownership_lost(self, topic: str, partition: int) -> None:
+        if (topic, partition) in self._open:
+            log.warning("lost ownership of %s-%d: closing it", topic, partition)
+            self._discard(topic, partition)
+
+    async def close(self, topic: str, partition: int) -> None:
+        """Close one partition cleanly (state saved, ledger sealed) and release its claim."""
+        partition_log = self._open.pop((topic, partition), None)
+        if partition_log is not None:
+            try:
+                await partition_log.close()
+            finally:
+                await self._broker.ownership.release(topic, partition)
 
     def open_partitions(self) -> list[PartitionLog]:
         return list(self._open.values())
 
     async def close_topic(self, topic: str) -> None:
-        for (name, partition), partition_log in list(self._open.items()):
+        for name, partition in list(self._open):
             if name == topic:
-                del self._open[(name, partition)]
-                await partition_log.close()
+                await self.close(name, partition)
 
     def reconfigure_topic(self, info: TopicInfo) -> None:
         config = self._broker.topic_config(info)
@@ -157,17 +173,17 @@ class PartitionManager:
                 log.warning("%r: saving state failed: %s", partition_log, exc)
 
     async def close_all(self) -> None:
-        for key in list(self._open):
-            partition_log = self._open.pop(key)
+        for topic, partition in list(self._open):
             try:
-                await partition_log.close()
+                await self.close(topic, partition)
             except Exception as exc:
-                log.warning("%r: close failed: %s", partition_log, exc)
+                log.warning("%s-%d: close failed: %s", topic, partition, exc)
 
 
 class Broker:
     def __init__(self, config: BrokerConfig, store: MetadataStore,
-                 ledgers: ManagedLedgerFactory, clock: Callable[[], float] = time.time) -> None:
+                 ledgers: ManagedLedgerFactory, clock: Callable[[], float] = time.time,
+                 ownership: Ownership | None = None) -> None:
         self.config = config
         self.store = store
         self.ledgers = ledgers
@@ -175,6 +191,9 @@ class Broker:
         self.cluster_id = ""
         self.topics = TopicRegistry(store, config.namespace)
         self.partitions = PartitionManager(self)
+        self.ownership = ownership or SoleOwnership(
+            lambda: BrokerAddress(config.node_id, config.host, config.port))
+        self.ownership.add_lost_listener(self.partitions.ownership_lost)
         self.transactions = TransactionCoordinator(
             self, store, max_timeout_ms=config.setting("transaction.max.timeout.ms"), clock=clock)
         self.fetch_sessions = FetchSessionCache()
@@ -186,23 +205,25 @@ class Broker:
         return self.config.node_id
 
     def live_brokers(self) -> list[BrokerAddress]:
-        return [BrokerAddress(self.config.node_id, self.config.host, self.config.port)]
+        return self.ownership.live_brokers()
 
     def leader_of(self, topic: str, partition: int) -> int | None:
         """The broker owning a partition (None while no live broker owns it)."""
-        return self.config.node_id
+        return self.ownership.leader_of(topic, partition)
 
     def leader_epoch_of(self, topic: str, partition: int) -> int:
-        return 0
+        return self.ownership.leader_epoch_of(topic, partition)
 
     def owns(self, topic: str, partition: int) -> bool:
-        return self.leader_of(topic, partition) == self.config.node_id
+        return self.ownership.owns(topic, partition)
 
     def controller_id(self) -> int:
-        return self.config.node_id
+        brokers = self.live_brokers()
+        return min(b.node_id for b in brokers) if brokers else -1
 
     async def start(self) -> None:
         self.cluster_id = await self._cluster_id()
+        await self.ownership.start()
         await self.topics.load()
         await self.transactions.start()
         self._saver = task.LoopingCall(self._save_state)
@@ -231,6 +252,7 @@ class Broker:
             self._saver.stop()
         self.transactions.stop()
         await self.partitions.close_all()
+        await self.ownership.stop()
 
     # -- configuration ------------------------------------------------------------------------
 

@@ -64,7 +64,6 @@ PROP_PRODUCERS = "kafka.producers"
 RECENT_INDEX_LIMIT = 100_000  # (offset, position) pairs kept for fast fetch lookups
 SCAN_CHUNK_ENTRIES = 500
 SCAN_CHUNK_BYTES = 8 * 1024 * 1024
-PARTITION_LEADER_EPOCH = 0
 
 
 @dataclass(frozen=True)
@@ -110,8 +109,10 @@ class _RecentIndex:
 
 class PartitionLog:
     def __init__(self, topic: str, partition: int, ledger: ManagedLedger,
-                 config: EffectiveTopicConfig, clock: Callable[[], float]) -> None:
+                 config: EffectiveTopicConfig, clock: Callable[[], float],
+                 leader_epoch: int = 0) -> None:
         self.topic = topic
+        self.leader_epoch = leader_epoch
         self.partition = partition
         self.ledger = ledger
         self.config = config
@@ -203,7 +204,7 @@ class PartitionLog:
             return self._answer_duplicate(duplicate.first_offset)
 
         base_offset = self.next_offset
-        header = assign_offsets(buffer, 0, header, base_offset, PARTITION_LEADER_EPOCH)
+        header = assign_offsets(buffer, 0, header, base_offset, self.leader_epoch)
         append_time = -1
         if self.config.log_append_time:
             append_time = int(self._clock() * 1000)
@@ -245,7 +246,7 @@ class PartitionLog:
             ControlRecordType.COMMIT if commit else ControlRecordType.ABORT,
             producer_id=producer_id, producer_epoch=producer_epoch,
             coordinator_epoch=coordinator_epoch, timestamp=int(self._clock() * 1000),
-            base_offset=base_offset, partition_leader_epoch=PARTITION_LEADER_EPOCH)
+            base_offset=base_offset, partition_leader_epoch=self.leader_epoch)
         self.next_offset = base_offset + 1
         self.transactions.on_marker_assigned(producer_id, base_offset, commit)
         stored = self._store(marker, base_offset, base_offset + 1, -1)
