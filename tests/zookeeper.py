@@ -175,21 +175,33 @@ class ZooKeeperServer:
         self.stop()
         self.start(timeout)
 
-    def expire_session(self, store: Any, timeout: float = 10.0) -> None:
+    def expire_session(self, store: Any, timeout: float = 15.0) -> None:
         """Expire a ZooKeeperStore's session as a long partition would. Blocking: from
         reactor code use ``threads.deferToThread(server.expire_session, store)``.
 
         Another client takes the session over (the server drops the store's connection)
         and closes it, so the store's reconnection finds it expired: the store reports
         LOST, its ephemerals are gone, and it goes on with a new session (CONNECTED).
+        If the store wins the race and reconnects to the session before it is closed,
+        the take-over is repeated; returns once the store has a new session.
         """
         from kazoo.client import KazooClient
 
-        session_id, password = store._client.client_id  # test-only peek at the kazoo session
-        intruder = KazooClient(hosts=self.host_port, client_id=(session_id, password))
-        intruder.start(timeout=timeout)
-        intruder.stop()
-        intruder.close()
+        kazoo_client = store._client  # test-only peek at the store's kazoo session
+        session_id, password = kazoo_client.client_id
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            intruder = KazooClient(hosts=self.host_port, client_id=(session_id, password))
+            intruder.start(timeout=max(1.0, deadline - time.monotonic()))
+            intruder.stop()
+            intruder.close()
+            settle = time.monotonic() + 2.0
+            while time.monotonic() < min(settle, deadline):
+                current = kazoo_client.client_id
+                if current is not None and current[0] != session_id:
+                    return
+                time.sleep(_POLL_INTERVAL)
+        raise TimeoutError(f"could not expire ZooKeeper session {session_id:#x}")
 
     def close(self) -> None:
         self.stop()
