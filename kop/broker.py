@@ -20,6 +20,7 @@ from kop.configs import BROKER_DEFAULTS, EffectiveTopicConfig
 from kop.deferreds import follow
 from kop.errors import KafkaError
 from kop.fetch_sessions import FetchSessionCache
+from kop.groups import GroupCoordinator
 from kop.naming import Namespace
 from kop.ownership import BrokerAddress, Ownership, SoleOwnership
 from kop.partition_log import PartitionLog
@@ -198,6 +199,7 @@ class Broker:
             self, store, max_timeout_ms=config.setting("transaction.max.timeout.ms"), clock=clock)
         self.fetch_sessions = FetchSessionCache()
         self.producer_ids = ProducerIdAllocator(store)
+        self.groups = GroupCoordinator(self)
         self._saver: task.LoopingCall | None = None
 
     @property
@@ -226,6 +228,7 @@ class Broker:
         await self.ownership.start()
         await self.topics.load()
         await self.transactions.start()
+        await self.groups.start()
         self._saver = task.LoopingCall(self._save_state)
         self._saver.start(STATE_SAVE_INTERVAL_SECONDS, now=False)
         log.info("broker %d ready (cluster %s, %d topics)", self.node_id, self.cluster_id,
@@ -251,6 +254,7 @@ class Broker:
         if self._saver is not None and self._saver.running:
             self._saver.stop()
         self.transactions.stop()
+        await self.groups.stop()
         await self.partitions.close_all()
         await self.ownership.stop()
 

@@ -4,6 +4,7 @@ from kop.handlers import (  # noqa: F401  (each module registers its handlers on
     api_versions,
     configs,
     fetch,
+    groups,
     metadata,
     offsets,
     produce,
