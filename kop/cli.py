@@ -44,12 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     standalone.add_argument("--namespace", default="default",
                             help="native namespace holding Kafka topics (default: default)")
 
-    node = sub.add_parser("storage-node", help="a storage node serving replicated ledgers")
-    node.add_argument("--data-dir", required=True)
-    node.add_argument("--listen", required=True, help="HOST:PORT")
-    node.add_argument("--advertised-address", default=None, help="HOST:PORT clients dial")
-    node.add_argument("--metadata", default=None,
-                      help="metadata store URL to register in, e.g. zk://127.0.0.1:2181/kop")
+    # Its options are the storage node's own (`kop storage-node --help` lists them).
+    sub.add_parser("storage-node", add_help=False,
+                   help="a storage node serving replicated ledgers (--data-dir, --listen, "
+                        "--metadata, ...)")
     return parser
 
 
@@ -77,15 +75,15 @@ def _run_standalone(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["storage-node"]:
+        from storage.node.__main__ import main as storage_node_main
+
+        return storage_node_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "standalone":
         _configure_logging(args.log_level)
         return _run_standalone(args)
-    if args.command == "storage-node":
-        from storage.node.main import run_storage_node
-
-        return run_storage_node(args.data_dir, args.listen, args.metadata,
-                                advertised_address=args.advertised_address)
     return 2
 
 
