@@ -459,5 +459,7 @@ def _check_field(fm: FieldModel, where: str) -> None:
         raise SchemaError(f"{where}: {fm.type.kind} cannot be nullable")
     if spec.tag is not None and fm.type.kind == "struct" and spec.nullable_versions is not None:
         raise SchemaError(f"{where}: nullable tagged structs are not supported")
-    if spec.tag is not None and spec.tagged_versions is not None and spec.tagged_versions.high:
-        raise SchemaError(f"{where}: tagged versions must be open-ended")
+    if spec.tag is not None and spec.tagged_versions != spec.versions:
+        # Kafka's specs keep the two equal; a field tagged in only some of its
+        # versions would need a second, untagged layout that nothing uses.
+        raise SchemaError(f"{where}: tagged versions must equal the field's versions")
