@@ -221,8 +221,11 @@ class AIOKafkaClient(Client):
 
     # -- consuming -----------------------------------------------------------------
 
-    async def _reader(self, isolation: str) -> AIOKafkaConsumer:
+    async def _reader(self, isolation: str, *topics: str) -> AIOKafkaConsumer:
+        """A consumer outside any group; given `topics`, it subscribes to them and
+        starts with every partition of each assigned (aiokafka's no-group mode)."""
         consumer = AIOKafkaConsumer(
+            *topics,
             bootstrap_servers=self.bootstrap,
             group_id=None,
             enable_auto_commit=False,
@@ -289,14 +292,15 @@ class AIOKafkaClient(Client):
         return self.run(self._read(topic, partition, start, max_records, isolation))
 
     async def _read_all(self, topic: str, isolation: str) -> list[Record]:
-        consumer = await self._reader(isolation)
+        # Subscribing is how an aiokafka application learns a topic's partitions: start()
+        # requests metadata for the subscribed topic and assigns all of its partitions.
+        # (topics() would not do: it fetches metadata into a separate cluster object, so
+        # partitions_for_topic() only knew the topic if the bootstrap metadata listed it.)
+        consumer = await self._reader(isolation, topic)
         try:
-            await consumer.topics()  # refreshes metadata for every topic
-            partitions = consumer.partitions_for_topic(topic) or set()
-            if not partitions:
-                raise WaitTimeout(f"metadata for every topic lists no partitions of {topic}")
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
+            tps = sorted(consumer.assignment())
+            if not tps:
+                raise WaitTimeout(f"subscribing to {topic} assigned no partitions")
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
             return await self._read_until(consumer, ends, None)
