@@ -53,6 +53,9 @@ FAST_ENCODE_ERRORS = (
     UnicodeEncodeError,
 )
 
+# Classic length prefixes: strings have an int16, bytes and arrays an int32.
+_FMT_KIND = {"h": "int16", "i": "int32"}
+
 # -- helpers the generated code calls --------------------------------------------------------
 
 _SMALL_UVARINTS = tuple(bytes([value]) for value in range(128))
@@ -364,8 +367,6 @@ class _DecoderWriter:
         emit(1, "return unknown, pos")
         emit(0, "")
 
-
-_FMT_KIND = {"h": "int16", "i": "int32"}
 
 
 def _fixed_run(fields: list[FieldModel], start: int) -> list[FieldModel]:
