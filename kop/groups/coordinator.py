@@ -313,7 +313,8 @@ class GroupCoordinator:
             return  # already reloading
         log.warning("coordinator partition %d: a write failed; reloading it from storage",
                     partition.index)
-        defer.ensureDeferred(self._reload(partition.index))
+        # Next turn: the callers of the failed write first answer their clients with its error.
+        self.reactor.callLater(0, lambda: defer.ensureDeferred(self._reload(partition.index)))
 
     async def _reload(self, index: int) -> None:
         await self.unload_partition(index)
