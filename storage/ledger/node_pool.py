@@ -50,6 +50,10 @@ class StorageNodeClient(Protocol):
 
     def delete_ledger(self, ledger_id: int) -> defer.Deferred[None]: ...
 
+    def list_entries(
+        self, ledger_id: int, first_entry_id: int, count: int
+    ) -> defer.Deferred[bytes]: ...
+
     def close(self) -> defer.Deferred[None]: ...
 
 

@@ -7,7 +7,13 @@ or over TCP (`server.listen`, `RemoteStorageNodeClient`); both implement
 `StorageNodeClient`. `main.run_storage_node` runs one as a process.
 """
 
-from storage.node.api import LacResult, StorageNodeClient
+from storage.node.api import (
+    MAX_LIST_ENTRIES,
+    LacResult,
+    StorageNodeClient,
+    decode_entry_bitmap,
+    encode_entry_bitmap,
+)
 from storage.node.client import LocalStorageNodeClient, RemoteStorageNodeClient
 from storage.node.core import StorageNode, StorageNodeConfig
 from storage.node.errors import (
@@ -24,6 +30,7 @@ from storage.node.errors import (
 )
 
 __all__ = [
+    "MAX_LIST_ENTRIES",
     "CorruptEntryError",
     "InvalidRequestError",
     "JournalFailedError",
@@ -40,4 +47,6 @@ __all__ = [
     "StorageNodeClient",
     "StorageNodeConfig",
     "StorageNodeError",
+    "decode_entry_bitmap",
+    "encode_entry_bitmap",
 ]

@@ -20,13 +20,14 @@ from twisted.python.failure import Failure
 
 from storage.node.api import LacResult
 from storage.node.core import StorageNode
-from storage.node.errors import NodeUnavailableError, ProtocolError
+from storage.node.errors import InvalidRequestError, NodeUnavailableError, ProtocolError
 from storage.node.protocol import (
     SUPPORTED_VERSIONS,
     AddEntryRequest,
     DeleteLedgerRequest,
     FrameReader,
     HandshakeRequest,
+    ListEntriesRequest,
     Op,
     ReadEntryRequest,
     ReadLacRequest,
@@ -35,6 +36,7 @@ from storage.node.protocol import (
     decode_response,
     encode_request,
     error_of_status,
+    minimum_version,
 )
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,10 @@ class LocalStorageNodeClient:
 
     def delete_ledger(self, ledger_id: int) -> defer.Deferred[None]:
         return self.node.delete_ledger(ledger_id)
+
+    def list_entries(self, ledger_id: int, first_entry_id: int,
+                     count: int) -> defer.Deferred[bytes]:
+        return self.node.list_entries(ledger_id, first_entry_id, count)
 
     def close(self) -> defer.Deferred[None]:
         return defer.succeed(None)
@@ -175,6 +181,10 @@ class RemoteStorageNodeClient:
     def delete_ledger(self, ledger_id: int) -> defer.Deferred[None]:
         return self._call(DeleteLedgerRequest(ledger_id))
 
+    def list_entries(self, ledger_id: int, first_entry_id: int,
+                     count: int) -> defer.Deferred[bytes]:
+        return self._call(ListEntriesRequest(ledger_id, first_entry_id, count))
+
     def close(self) -> defer.Deferred[None]:
         """Fail whatever is pending and drop the connection."""
         self._closed = True
@@ -202,11 +212,23 @@ class RemoteStorageNodeClient:
         if self._expiry_check is None:
             self._schedule_expiry_check()
         if self._connection is not None:
-            pending.sent = True
-            self._connection.send(request_id, request)
+            self._send(self._connection, request_id, pending)
         elif self._connecting is None:
             self._connect()
         return result
+
+    def _send(self, connection: _ClientConnection, request_id: int,
+              pending: _PendingRequest) -> None:
+        pending.sent = True
+        needed = minimum_version(pending.request)
+        if connection.version is not None and connection.version < needed:
+            # An older node would take the unknown op as garbage and drop the connection.
+            self._forget(request_id)
+            pending.result.errback(InvalidRequestError(
+                f"storage node {self.address} speaks protocol version {connection.version}; "
+                f"{type(pending.request).__name__} needs version {needed}"))
+            return
+        connection.send(request_id, pending.request)
 
     def _take_request_id(self) -> int:
         request_id = self._next_request_id
@@ -268,8 +290,7 @@ class RemoteStorageNodeClient:
             self._connection = connection
             for request_id, pending in list(self._pending.items()):
                 if not pending.sent:
-                    pending.sent = True
-                    connection.send(request_id, pending.request)
+                    self._send(connection, request_id, pending)
 
         def failed(failure: Failure) -> None:
             if handshake_timer.active():

@@ -23,7 +23,7 @@ from twisted.internet import defer, task, threads
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from storage.node.api import LacResult
+from storage.node.api import MAX_LIST_ENTRIES, LacResult, encode_entry_bitmap
 from storage.node.errors import (
     InvalidRequestError,
     JournalFailedError,
@@ -270,6 +270,27 @@ class StorageNode:
         segment, _, durable = self._append(RecordKind.DELETE, ledger_id, -1, -1, header)
         self._state.apply_delete(segment, ledger_id)
         await durable
+
+    def list_entries(self, ledger_id: int, first_entry_id: int,
+                     count: int) -> defer.Deferred[bytes]:
+        """Bitmap of the entries first_entry_id .. + count - 1 this node holds (durably)."""
+        try:
+            self._check_open()
+            if first_entry_id < 0 or not 1 <= count <= MAX_LIST_ENTRIES:
+                raise InvalidRequestError(
+                    f"cannot list {count} entries from {first_entry_id}: need a first entry "
+                    f">= 0 and 1 to {MAX_LIST_ENTRIES} entries")
+            ledger = self._state.ledgers.get(ledger_id)
+            if ledger is None:
+                raise NoSuchLedgerError(f"no ledger {ledger_id} on this node")
+        except StorageNodeError as error:
+            return defer.fail(error)
+        entries = ledger.entries
+        if count < len(entries):
+            held = (e for e in range(first_entry_id, first_entry_id + count) if e in entries)
+        else:
+            held = iter(entries)
+        return defer.succeed(encode_entry_bitmap(held, first_entry_id, count))
 
     def add_failure_listener(self, callback: Callable[[StorageNodeError], None]) -> None:
         """Call `callback(error)` if the node fails for good (its journal cannot be

@@ -43,8 +43,8 @@ from storage.node.errors import (
 
 HANDSHAKE_VERSION = 0
 """Version byte carried by the handshake frames, before a version is agreed."""
-SUPPORTED_VERSIONS = (1,)
-"""Protocol versions this code speaks, oldest first."""
+SUPPORTED_VERSIONS = (1, 2)
+"""Protocol versions this code speaks, oldest first. Version 2 adds LIST_ENTRIES."""
 HANDSHAKE_MAGIC = 0x4B4F504E  # "KOPN": tells a kop storage node apart from anything else on the port
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 """Largest frame accepted; a bigger length prefix is treated as garbage, not allocated."""
@@ -61,6 +61,11 @@ class Op(IntEnum):
     READ_ENTRY = 2
     READ_LAC = 3
     DELETE_LEDGER = 4
+    LIST_ENTRIES = 5  # since version 2
+
+
+OP_MIN_VERSION = {Op.LIST_ENTRIES: 2}
+"""Ops newer than version 1, and the protocol version that introduced each."""
 
 
 class Status(IntEnum):
@@ -132,10 +137,18 @@ READ_LAC_REQUEST = c.Struct(
 DELETE_LEDGER_REQUEST = c.Struct(
     "ledger_id" / c.Int64ub,
 )
+LIST_ENTRIES_REQUEST = c.Struct(
+    "ledger_id" / c.Int64ub,
+    "first_entry_id" / c.Int64sb,
+    "count" / c.Int32ub,
+)
 
 HANDSHAKE_RESPONSE = c.Struct("status" / c.Int8ub, "version" / c.Int8ub)
 EMPTY_RESPONSE = c.Struct("status" / c.Int8ub)  # add entry, delete ledger
 READ_ENTRY_RESPONSE = c.Struct("status" / c.Int8ub, "payload" / c.GreedyBytes)
+# Bit k (least significant bit first within each byte) says whether the node holds entry
+# first_entry_id + k; see storage.node.api.decode_entry_bitmap.
+LIST_ENTRIES_RESPONSE = c.Struct("status" / c.Int8ub, "bitmap" / c.GreedyBytes)
 READ_LAC_RESPONSE = c.Struct(
     "status" / c.Int8ub,
     "last_add_confirmed" / c.Int64sb,
@@ -191,9 +204,11 @@ ADD_ENTRY_REQUEST_LAYOUT = MessageLayout(ADD_ENTRY_REQUEST)
 READ_ENTRY_REQUEST_LAYOUT = MessageLayout(READ_ENTRY_REQUEST)
 READ_LAC_REQUEST_LAYOUT = MessageLayout(READ_LAC_REQUEST)
 DELETE_LEDGER_REQUEST_LAYOUT = MessageLayout(DELETE_LEDGER_REQUEST)
+LIST_ENTRIES_REQUEST_LAYOUT = MessageLayout(LIST_ENTRIES_REQUEST)
 HANDSHAKE_RESPONSE_LAYOUT = MessageLayout(HANDSHAKE_RESPONSE)
 EMPTY_RESPONSE_LAYOUT = MessageLayout(EMPTY_RESPONSE)
 READ_ENTRY_RESPONSE_LAYOUT = MessageLayout(READ_ENTRY_RESPONSE)
+LIST_ENTRIES_RESPONSE_LAYOUT = MessageLayout(LIST_ENTRIES_RESPONSE)
 READ_LAC_RESPONSE_LAYOUT = MessageLayout(READ_LAC_RESPONSE)
 ERROR_RESPONSE_LAYOUT = MessageLayout(ERROR_RESPONSE)
 
@@ -281,8 +296,22 @@ class DeleteLedgerRequest:
     ledger_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class ListEntriesRequest:
+    ledger_id: int
+    first_entry_id: int
+    count: int
+
+
 Request = (HandshakeRequest | AddEntryRequest | ReadEntryRequest | ReadLacRequest
-           | DeleteLedgerRequest)
+           | DeleteLedgerRequest | ListEntriesRequest)
+
+
+def minimum_version(request: Request) -> int:
+    """The oldest protocol version that carries `request`."""
+    if isinstance(request, ListEntriesRequest):
+        return OP_MIN_VERSION[Op.LIST_ENTRIES]
+    return 1
 
 
 def _check_flags(flags: int, known: int) -> bool:
@@ -310,6 +339,10 @@ def encode_request(version: int, request_id: int, request: Request) -> bytes:
         case DeleteLedgerRequest():
             return DELETE_LEDGER_REQUEST_LAYOUT.encode_frame(
                 version, Op.DELETE_LEDGER, request_id, request.ledger_id)
+        case ListEntriesRequest():
+            return LIST_ENTRIES_REQUEST_LAYOUT.encode_frame(
+                version, Op.LIST_ENTRIES, request_id, request.ledger_id, request.first_entry_id,
+                request.count)
         case HandshakeRequest():
             return HANDSHAKE_REQUEST_LAYOUT.encode_frame(
                 HANDSHAKE_VERSION, Op.HANDSHAKE, request_id, HANDSHAKE_MAGIC,
@@ -333,6 +366,11 @@ def decode_request(frame: Frame) -> Request:
     if op == Op.DELETE_LEDGER:
         (ledger_id,) = DELETE_LEDGER_REQUEST_LAYOUT.decode(body)
         return DeleteLedgerRequest(ledger_id)
+    if op == Op.LIST_ENTRIES:
+        if frame.version < OP_MIN_VERSION[Op.LIST_ENTRIES]:
+            raise ProtocolError(f"op LIST_ENTRIES needs protocol version "
+                                f"{OP_MIN_VERSION[Op.LIST_ENTRIES]}, the frame has {frame.version}")
+        return ListEntriesRequest(*LIST_ENTRIES_REQUEST_LAYOUT.decode(body))
     if op == Op.HANDSHAKE:
         magic, min_version, max_version = HANDSHAKE_REQUEST_LAYOUT.decode(body)
         if magic != HANDSHAKE_MAGIC:
@@ -356,7 +394,8 @@ def choose_version(request: HandshakeRequest) -> int | None:
 @dataclass(frozen=True, slots=True)
 class Response:
     """A decoded response. `value` depends on the op: None (add, delete), the payload
-    (read entry), (last_add_confirmed, last_entry_id) (read LAC), the version (handshake)."""
+    (read entry), (last_add_confirmed, last_entry_id) (read LAC), the entry bitmap (list
+    entries), the version (handshake)."""
     request_id: int
     op: int
     status: Status
@@ -371,6 +410,9 @@ def encode_ok_response(version: int, op: int, request_id: int, value: Any = None
     if op == Op.READ_ENTRY:
         return READ_ENTRY_RESPONSE_LAYOUT.encode_frame(version, op, request_id, Status.OK,
                                                        tail=value)
+    if op == Op.LIST_ENTRIES:
+        return LIST_ENTRIES_RESPONSE_LAYOUT.encode_frame(version, op, request_id, Status.OK,
+                                                         tail=value)
     if op == Op.READ_LAC:
         return READ_LAC_RESPONSE_LAYOUT.encode_frame(version, op, request_id, Status.OK, *value)
     if op == Op.HANDSHAKE:
@@ -403,6 +445,8 @@ def decode_response(frame: Frame) -> Response:
         value: Any = None
     elif op == Op.READ_ENTRY:
         _, value = READ_ENTRY_RESPONSE_LAYOUT.decode(body)
+    elif op == Op.LIST_ENTRIES:
+        _, value = LIST_ENTRIES_RESPONSE_LAYOUT.decode(body)
     elif op == Op.READ_LAC:
         _, lac, last_entry_id = READ_LAC_RESPONSE_LAYOUT.decode(body)
         value = (lac, last_entry_id)

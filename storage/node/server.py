@@ -25,6 +25,7 @@ from storage.node.protocol import (
     Frame,
     FrameReader,
     HandshakeRequest,
+    ListEntriesRequest,
     Op,
     ReadEntryRequest,
     ReadLacRequest,
@@ -132,6 +133,9 @@ class StorageNodeServerProtocol(Protocol):
                 return node.read_last_add_confirmed(request.ledger_id, fence=request.fence)
             case DeleteLedgerRequest():
                 return node.delete_ledger(request.ledger_id)
+            case ListEntriesRequest():
+                return node.list_entries(request.ledger_id, request.first_entry_id,
+                                         request.count)
         raise ProtocolError(f"unexpected request {request!r}")
 
     def _request_done(self) -> None:
