@@ -1,13 +1,15 @@
 """aiokafka adapter: the scenarios' primitives through aiokafka's public asyncio API.
 
-The scenarios are synchronous; this adapter owns one event loop and runs each
-primitive to completion on it. Group members keep their background tasks on the
-same loop, which runs whenever any primitive (such as a member's poll) runs.
+The scenarios are synchronous; this adapter owns one event loop running on a thread
+of its own, and runs each primitive to completion on it. Group members keep their
+background tasks (heartbeats, rebalances) on that loop, so they run all the time,
+as in an asyncio application, and several threads may call primitives at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -112,12 +114,15 @@ class AIOKafkaClient(Client):
     def __init__(self, bootstrap: str) -> None:
         super().__init__(bootstrap)
         self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self.loop.run_forever, name="aiokafka-loop", daemon=True
+        )
+        self._loop_thread.start()
         self._admin: AIOKafkaAdminClient | None = None
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(
-            asyncio.wait_for(coroutine, timeout=DEFAULT_WAIT_SECONDS)
-        )
+        bounded = asyncio.wait_for(coroutine, timeout=DEFAULT_WAIT_SECONDS)
+        return asyncio.run_coroutine_threadsafe(bounded, self.loop).result()
 
     def construct(self, factory: Callable[[], T]) -> T:
         """aiokafka objects must be created inside their event loop."""
@@ -136,9 +141,13 @@ class AIOKafkaClient(Client):
         return self._admin
 
     def close(self) -> None:
-        if self._admin is not None:
-            self.run(self._admin.close())
-        self.loop.close()
+        try:
+            if self._admin is not None:
+                self.run(self._admin.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._loop_thread.join(timeout=DEFAULT_WAIT_SECONDS)
+            self.loop.close()
 
     # -- producing -----------------------------------------------------------------
 

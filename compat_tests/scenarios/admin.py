@@ -7,7 +7,7 @@ from compat_tests.kafka_errors import TOPIC_ALREADY_EXISTS
 from compat_tests.model import BrokerError, ProducerOptions, Record
 from compat_tests.scenarios.checks import CheckFailed, expect_equal
 from compat_tests.scenarios.context import Context
-from compat_tests.scenarios.groups import GroupWatch
+from compat_tests.scenarios.group_watch import GroupWatch
 from compat_tests.waiting import WaitTimeout, wait_until
 
 SETTLE_SECONDS = 15.0

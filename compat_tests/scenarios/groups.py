@@ -2,68 +2,13 @@
 
 from __future__ import annotations
 
-from compat_tests.clients.base import Client, Member
+from compat_tests.clients.base import Client
 from compat_tests.model import ProducerOptions, Record
-from compat_tests.scenarios.checks import CheckFailed, expect, expect_equal
+from compat_tests.scenarios.checks import expect, expect_equal
 from compat_tests.scenarios.context import Context
-from compat_tests.waiting import Deadline
+from compat_tests.scenarios.group_watch import GroupWatch
 
 GROUP_PARTITIONS = 6
-REBALANCE_SECONDS = 30.0
-POLL_SECONDS = 0.1
-
-
-class GroupWatch:
-    """Polls every member in turn (rebalances need every member to poll) and keeps what
-    each consumed, so a scenario can wait for an assignment or for records."""
-
-    def __init__(self) -> None:
-        self.members: dict[str, Member] = {}
-        self.consumed: dict[str, list[Record]] = {}
-
-    def add(self, name: str, member: Member) -> None:
-        self.members[name] = member
-        self.consumed[name] = []
-
-    def remove(self, name: str) -> None:
-        self.members.pop(name).close()
-
-    def close_all(self) -> None:
-        for name in list(self.members):
-            self.remove(name)
-
-    def poll_round(self) -> None:
-        for name, member in self.members.items():
-            records = member.poll(POLL_SECONDS)
-            if records:
-                self.consumed[name].extend(records)
-                member.commit()
-
-    def assignments(self) -> dict[str, set[int]]:
-        return {name: member.assignment() for name, member in self.members.items()}
-
-    def wait_for_balanced(self, partitions: int, what: str) -> dict[str, set[int]]:
-        """Until every member owns at least one partition and together they own each
-        partition exactly once."""
-        deadline = Deadline(REBALANCE_SECONDS)
-        while True:
-            self.poll_round()
-            assignments = self.assignments()
-            owned = [p for parts in assignments.values() for p in parts]
-            if sorted(owned) == list(range(partitions)) and all(assignments.values()):
-                return assignments
-            if deadline.expired():
-                raise CheckFailed(
-                    f"{what}: no balanced assignment after {REBALANCE_SECONDS:g} s: {assignments}"
-                )
-
-    def wait_for_total(self, count: int, what: str) -> None:
-        deadline = Deadline(REBALANCE_SECONDS)
-        while sum(map(len, self.consumed.values())) < count:
-            if deadline.expired():
-                got = {name: len(records) for name, records in self.consumed.items()}
-                raise CheckFailed(f"{what}: expected {count} records, consumed {got}")
-            self.poll_round()
 
 
 def _records(phase: str, per_partition: int) -> list[Record]:
@@ -75,11 +20,14 @@ def _records(phase: str, per_partition: int) -> list[Record]:
 
 
 def _check_phase(
-    watch: GroupWatch, owners: dict[str, set[int]], produced: list[Record], phase: str
+    consumed: dict[str, list[Record]],
+    owners: dict[str, set[int]],
+    produced: list[Record],
+    phase: str,
 ) -> None:
     """Each record of `phase` was consumed once, by the member that owned its partition."""
     seen: dict[bytes, str] = {}
-    for name, records in watch.consumed.items():
+    for name, records in consumed.items():
         for record in records:
             if record.value is None or not record.value.startswith(phase.encode()):
                 continue
@@ -111,15 +59,15 @@ def consumer_group(client: Client, ctx: Context) -> None:
 
         joined = _records("joined", 5)
         client.produce(topic, [joined], ProducerOptions())
-        watch.wait_for_total(len(joined), "records after join")
-        _check_phase(watch, three, joined, "joined")
+        consumed = watch.wait_for_total(len(joined), "records after join")
+        _check_phase(consumed, three, joined, "joined")
 
         watch.remove("C")
         two = watch.wait_for_balanced(GROUP_PARTITIONS, "rebalance on leave of C")
         left = _records("left", 5)
         client.produce(topic, [left], ProducerOptions())
-        watch.wait_for_total(len(joined) + len(left), "records after leave")
-        _check_phase(watch, two, left, "left")
+        consumed = watch.wait_for_total(len(joined) + len(left), "records after leave")
+        _check_phase(consumed, two, left, "left")
     finally:
         watch.close_all()
 
@@ -143,23 +91,20 @@ def commit_resume(client: Client, ctx: Context) -> None:
 
     watch = GroupWatch()
     try:
-        first = client.group_member(group, topic)
-        watch.add("first", first)
+        watch.add("first", client.group_member(group, topic))
         watch.wait_for_total(len(records), "first member reading everything")
         positions = {p: COMMIT_AT for p in range(COMMIT_PARTITIONS)}
-        first.commit(positions, COMMIT_METADATA)
+        watch.call("first", lambda member: member.commit(positions, COMMIT_METADATA))
         expect_equal(
-            first.committed(list(range(COMMIT_PARTITIONS))),
+            watch.call("first", lambda member: member.committed(list(range(COMMIT_PARTITIONS)))),
             {p: (COMMIT_AT, COMMIT_METADATA) for p in range(COMMIT_PARTITIONS)},
             "committed (offset, metadata)",
         )
         watch.remove("first")
 
-        second = client.group_member(group, topic)
-        watch.add("second", second)
+        watch.add("second", client.group_member(group, topic))
         resumed_count = COMMIT_PARTITIONS * (COMMIT_RECORDS_PER_PARTITION - COMMIT_AT)
-        watch.wait_for_total(resumed_count, "second member resuming")
-        resumed = watch.consumed["second"]
+        resumed = watch.wait_for_total(resumed_count, "second member resuming")["second"]
         for p in range(COMMIT_PARTITIONS):
             offsets = [r.offset for r in resumed if r.partition == p]
             expect_equal(
