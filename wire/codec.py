@@ -56,15 +56,21 @@ def decode_message(cls: type[Struct], data: bytes | bytearray | memoryview, vers
     return decode_message_at(cls, data, version)[0]
 
 
-def encode_message_parts(message: Struct, version: int, out: list[Any]) -> None:
-    """Append the body's encoding to ``out`` as parts (records stay uncopied)."""
+def encode_message_parts(message: Struct, version: int, out: list[Any],
+                         strict: bool = True) -> None:
+    """Append the body's encoding to ``out`` as parts (records stay uncopied).
+
+    ``strict`` (Kafka's rule) refuses a non-ignorable field set to a non-default value in a
+    version that cannot carry it; otherwise such fields are left out, as a broker must when
+    it answers a client of an older version.
+    """
     message_model = type(message)._model.message
     spec = message_model.spec
     if version not in spec.valid_versions:
         raise EncodeError(f"{spec.name} has no version {version}", api=spec.name, version=version)
     mark = len(out)
     try:
-        fast_encoder(message_model, version)(message, out)
+        fast_encoder(message_model, version, strict)(message, out)
         return
     except FAST_ENCODE_ERRORS:
         del out[mark:]

@@ -382,9 +382,10 @@ def _fixed_run(fields: list[FieldModel], start: int) -> list[FieldModel]:
 
 
 class _EncoderWriter:
-    def __init__(self, src: _Source, version: int) -> None:
+    def __init__(self, src: _Source, version: int, strict: bool) -> None:
         self.src = src
         self.version = version
+        self.strict = strict
 
     def struct(self, sm: StructModel) -> None:
         src, version = self.src, self.version
@@ -406,7 +407,7 @@ class _EncoderWriter:
             self.value(1, fm.type, "v", "ap", "out", fm.flexible(version), fm.nullable(version),
                        in_tag=False)
             index += 1
-        for fm in sm.absent_fields_in(version):
+        for fm in sm.absent_fields_in(version) if self.strict else ():
             if not fm.ignorable:
                 # Kafka refuses to drop a non-ignorable field that holds information.
                 default = src.constant(fm.default_value(), "default")
@@ -533,10 +534,12 @@ def decoder_source(message: MessageModel, version: int) -> tuple[str, dict[str, 
     return "\n".join(src.lines) + "\n", src.namespace
 
 
-def encoder_source(message: MessageModel, version: int) -> tuple[str, dict[str, Any]]:
-    """The generated encoder module of one (message, version)."""
+def encoder_source(message: MessageModel, version: int,
+                   strict: bool = True) -> tuple[str, dict[str, Any]]:
+    """The generated encoder module of one (message, version). A strict encoder refuses a
+    non-ignorable field the version cannot carry; a lenient one leaves it out."""
     src = _Source()
-    writer = _EncoderWriter(src, version)
+    writer = _EncoderWriter(src, version, strict)
     for sm in _reachable_structs(message.root, version):
         writer.struct(sm)
     return "\n".join(src.lines) + "\n", src.namespace
@@ -549,7 +552,7 @@ def _compile(source: str, namespace: dict[str, Any], label: str) -> dict[str, An
 
 
 _decoders: dict[tuple[MessageModel, int], Decoder] = {}
-_encoders: dict[tuple[MessageModel, int], Encoder] = {}
+_encoders: dict[tuple[MessageModel, int, bool], Encoder] = {}
 
 
 def fast_decoder(message: MessageModel, version: int) -> Decoder:
@@ -563,12 +566,12 @@ def fast_decoder(message: MessageModel, version: int) -> Decoder:
     return decoder
 
 
-def fast_encoder(message: MessageModel, version: int) -> Encoder:
+def fast_encoder(message: MessageModel, version: int, strict: bool = True) -> Encoder:
     """``encode(message, out: list)`` appending the parts of one version (cached)."""
-    key = (message, version)
+    key = (message, version, strict)
     encoder = _encoders.get(key)
     if encoder is None:
-        source, namespace = encoder_source(message, version)
+        source, namespace = encoder_source(message, version, strict)
         namespace = _compile(source, namespace, f"encode {message.name} v{version}")
         encoder = _encoders[key] = namespace[_func_name("encode", message.root)]
     return encoder

@@ -247,11 +247,13 @@ def encode_request(header: RequestHeader, message: Message) -> bytes:
 _RESPONSE_HEADER_TAIL = {0: b"", 1: b"\x00"}  # v1 adds an (empty) tagged-field section
 
 
-def encode_response(correlation_id: int, api_key: int, api_version: int, message: Message) -> bytes:
+def encode_response(correlation_id: int, api_key: int, api_version: int, message: Message,
+                    *, strict: bool = False) -> bytes:
     """A whole response frame, WITH its 4-byte size prefix.
 
     The parts (header, body pieces, record bytes) are joined once at the end,
-    so large records are copied once.
+    so large records are copied once. Fields the version cannot carry are left out
+    (an older client never sees them) unless ``strict`` asks for Kafka's refusal.
     """
     api = _api_for(api_key)
     if not isinstance(message, api.response_cls):
@@ -264,7 +266,7 @@ def encode_response(correlation_id: int, api_key: int, api_version: int, message
     except struct.error:
         raise EncodeError(f"bad correlation id {correlation_id!r}", api=api.name) from None
     out: list[Any] = [b"", header, _RESPONSE_HEADER_TAIL[api.response_header_version(api_version)]]
-    encode_message_parts(message, api_version, out)
+    encode_message_parts(message, api_version, out, strict)
     return _with_size_prefix(out)
 
 

@@ -31,6 +31,7 @@ from wire.messages import (
     OffsetFetchRequest,
     ProduceRequest,
 )
+from wire.protocol import decode_response, encode_response
 
 
 def produce_v3_with(records_length: bytes) -> bytes:
@@ -252,3 +253,13 @@ def test_create_topics_request_nested_defaults_survive_old_versions() -> None:
     request.validate_only = True
     with pytest.raises(EncodeError, match="validate_only"):
         encode_message(request, 0)
+
+
+def test_responses_leave_out_what_the_clients_version_cannot_carry() -> None:
+    # A broker answers every client version from one message: fields the client's version
+    # lacks are dropped, never an error.
+    frame = encode_response(9, 1, 6, FetchResponse(session_id=5, throttle_time_ms=1))
+    _, decoded = decode_response(frame[4:], 1, 6)
+    assert decoded.session_id == 0 and decoded.throttle_time_ms == 1
+    with pytest.raises(EncodeError, match="session_id"):
+        encode_response(9, 1, 6, FetchResponse(session_id=5), strict=True)
