@@ -86,7 +86,7 @@ def initial_conditions(plan: Plan, workdir: Path, note: str | None) -> dict:
         "python": platform.python_version(),
         "load_average_at_start": _load_average(),
         "kop_data_filesystem": _filesystem_of(workdir),
-        "clients": (f"confluent-kafka {confluent_kafka.version()[0]} (librdkafka "
+        "clients": (f"confluent-kafka {_version('confluent-kafka')} (librdkafka "
                     f"{confluent_kafka.libversion()[0]}), kafka-python {_version('kafka-python')},"
                     f" aiokafka {_version('aiokafka')}; clients run in the benchmark process, "
                     "on the same machine"),

@@ -136,9 +136,10 @@ def full_plan(rounds: int = 3, seconds: float = 10.0) -> Plan:
                 scenarios.append(Scenario("produce", client, value_bytes, partitions, seconds))
             scenarios.append(Scenario("consume", CONFLUENT, value_bytes, partitions,
                                       seconds / 2))
+    warmup = min(1.0, seconds / 10)
     for rate in (1_000, 10_000):
-        scenarios.append(replace(HEADLINE_LATENCY, rate=rate, seconds=seconds - 1,
-                                 warmup_seconds=1.0))
+        scenarios.append(replace(HEADLINE_LATENCY, rate=rate, seconds=seconds - warmup,
+                                 warmup_seconds=warmup))
     return Plan("full", rounds, tuple(scenarios))
 
 

@@ -77,9 +77,8 @@ def _metric_table(results: Results, metric_names: Sequence[str], title_column: s
                   ) -> list[str]:
     header = [title_column]
     for name in metric_names:
-        unit = METRICS[name].unit
-        label = name.removeprefix("latency_").removesuffix("_ms").replace("_", " ")
-        header += [f"kop {label} ({unit})", f"Tansu {label} ({unit})", "kop / Tansu"]
+        title = METRICS[name].title
+        header += [f"kop {title}", f"Tansu {title}", "kop / Tansu"]
     rows = []
     for scenario in results.scenarios:
         if not all(scenario.kind in METRICS[name].kinds for name in metric_names):
@@ -118,8 +117,8 @@ def markdown_report(results: Results) -> str:
         ("Throughput", ["records_per_second", "megabytes_per_second"], "workload"),
         ("End-to-end latency (ms)", ["latency_p50_ms", "latency_p99_ms", "latency_p999_ms"],
          "workload"),
-        ("Broker CPU and memory", ["broker_cpu_seconds_per_mb", "broker_peak_rss_mb"],
-         "workload"),
+        ("Broker CPU per MB moved, and peak RSS during the workload",
+         ["broker_cpu_seconds_per_mb", "broker_peak_rss_mb"], "workload"),
     ]
     for title, metric_names, column in sections:
         table = _metric_table(results, metric_names, column)
@@ -148,6 +147,18 @@ def _pyplot():
     return pyplot
 
 
+def _thousands():
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _position: f"{value:,.0f}")
+
+
+def _plain():
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _position: f"{value:g}")
+
+
 BROKER_COLOURS = {KOP: "#1f77b4", PEER: "#ff7f0e"}
 BROKER_LABELS = {KOP: "kop (fsync)", PEER: "Tansu (memory)"}
 
@@ -155,7 +166,8 @@ BROKER_LABELS = {KOP: "kop (fsync)", PEER: "Tansu (memory)"}
 def plot_throughput(results: Results, path: Path) -> bool:
     """Horizontal bars: records/s per producer and consumer scenario, one bar per broker,
     whiskers from the slowest to the fastest round. False if there was nothing to plot."""
-    comparisons = [c for c in results.comparisons(["records_per_second"])]
+    comparisons = [c for c in results.comparisons(["records_per_second"])
+                   if c.kop is not None or c.peer is not None]
     if not comparisons:
         return False
     pyplot = _pyplot()
@@ -174,8 +186,9 @@ def plot_throughput(results: Results, path: Path) -> bool:
     axes.set_yticks(range(len(comparisons)))
     axes.set_yticklabels([c.scenario.label for c in reversed(comparisons)], fontsize=8)
     axes.set_xlabel("records per second (median of rounds; whiskers: min–max)")
+    axes.xaxis.set_major_formatter(_thousands())
     axes.set_title(f"Throughput, kop beside Tansu ({results.plan} run)")
-    axes.legend(loc="lower right")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -200,6 +213,7 @@ def plot_latency_cdf(results: Results, path: Path) -> bool:
                 axes.plot(values, fractions, color=BROKER_COLOURS[broker], alpha=0.8,
                           linewidth=1.2, label=BROKER_LABELS[broker] if index == 0 else None)
         axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(_plain())
         axes.set_xlabel("end-to-end latency (ms)")
         axes.set_ylabel("fraction of records")
         axes.set_title(scenario.label, fontsize=9)

@@ -83,6 +83,7 @@ class Measurement:
 @dataclass(frozen=True)
 class Metric:
     name: str
+    title: str  # column heading
     unit: str
     higher_is_better: bool
     kinds: tuple[Kind, ...]
@@ -98,16 +99,16 @@ def _latency(attribute: str) -> Callable[[Measurement], float]:
 
 
 METRICS: dict[str, Metric] = {metric.name: metric for metric in (
-    Metric("records_per_second", "rec/s", True, ("produce", "consume"),
+    Metric("records_per_second", "records/s", "rec/s", True, ("produce", "consume"),
            _per_second(lambda m: m.records)),
-    Metric("megabytes_per_second", "MB/s", True, ("produce", "consume"),
+    Metric("megabytes_per_second", "MB/s", "MB/s", True, ("produce", "consume"),
            _per_second(lambda m: m.payload_bytes / MB)),
-    Metric("latency_p50_ms", "ms", False, ("latency",), _latency("p50_ms")),
-    Metric("latency_p99_ms", "ms", False, ("latency",), _latency("p99_ms")),
-    Metric("latency_p999_ms", "ms", False, ("latency",), _latency("p999_ms")),
-    Metric("broker_cpu_seconds_per_mb", "CPU s/MB", False, ("produce", "consume", "latency"),
+    Metric("latency_p50_ms", "p50", "ms", False, ("latency",), _latency("p50_ms")),
+    Metric("latency_p99_ms", "p99", "ms", False, ("latency",), _latency("p99_ms")),
+    Metric("latency_p999_ms", "p99.9", "ms", False, ("latency",), _latency("p999_ms")),
+    Metric("broker_cpu_seconds_per_mb", "CPU s/MB", "CPU s/MB", False, ("produce", "consume", "latency"),
            lambda m: m.broker_cpu_seconds / (m.payload_bytes / MB) if m.payload_bytes else 0.0),
-    Metric("broker_peak_rss_mb", "MB", False, ("produce", "consume", "latency"),
+    Metric("broker_peak_rss_mb", "peak RSS MB", "MB", False, ("produce", "consume", "latency"),
            lambda m: m.broker_peak_rss_bytes / MB),
 )}
 
