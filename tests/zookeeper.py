@@ -192,7 +192,10 @@ class ZooKeeperServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             intruder = KazooClient(hosts=self.host_port, client_id=(session_id, password))
-            intruder.start(timeout=max(1.0, deadline - time.monotonic()))
+            connected = intruder.start_async()
+            # Close the session the moment the take-over succeeds, before the store
+            # reconnects and takes it back (then the loop tries again).
+            connected.wait(max(0.1, deadline - time.monotonic()))
             intruder.stop()
             intruder.close()
             settle = time.monotonic() + 2.0

@@ -50,7 +50,7 @@ from storage.metadata.watches import WatchCallback, WatchRegistry
 DEFAULT_CHROOT = "/kop"
 DEFAULT_SESSION_TIMEOUT = 10.0
 
-# How often a read is retried after a connection loss before the error is reported.
+# How many connections a read is tried on before a connection loss is reported.
 READ_ATTEMPTS = 5
 # Bound on the remembered existing parents (the set is simply cleared beyond it).
 MAX_KNOWN_PARENTS = 10_000
@@ -107,6 +107,17 @@ def _ancestors(full_path: str) -> list[str]:
         return []
     names = full_path[1:].split("/")
     return ["/" + "/".join(names[: count + 1]) for count in range(len(names))]
+
+
+# kazoo waits session_timeout / len(hosts) for the answer to a connection handshake. A
+# ZooKeeper server that is starting sometimes accepts a connection and never answers it;
+# with one host that wait is the whole session timeout, and the session expires while
+# the client waits. Listing every host this many times divides the wait accordingly.
+HOST_REPEATS = 3
+
+
+def _with_repeated_hosts(hosts: str) -> str:
+    return ",".join(hosts.split(",") * HOST_REPEATS)
 
 
 def _none_if_missing(failure: Any) -> None:
@@ -234,7 +245,7 @@ class ZooKeeperStore(MetadataStore):
             on_first_watch=self._start_watching, on_last_unwatch=self._stop_watching
         )
         self._client = KazooClient(
-            hosts=hosts,
+            hosts=_with_repeated_hosts(hosts),
             timeout=session_timeout,
             # Reconnect forever, at most a second apart: a ZooKeeper restart should be
             # noticed quickly, and giving up is the caller's decision (ready() timeout).
@@ -317,6 +328,7 @@ class ZooKeeperStore(MetadataStore):
                     attempts_left -= 1
                     if attempts_left == 0 or self.closed:
                         raise
+                await self._connected()  # each further attempt gets a fresh connection
 
         return defer.ensureDeferred(run())
 
@@ -520,11 +532,18 @@ class ZooKeeperStore(MetadataStore):
         for path_watch in list(self._path_watches.values()):
             path_watch.arm(notify=True)
 
-    def _ready(self, timeout: float) -> Deferred[None]:
+    def _connected(self) -> Deferred[None]:
+        """Fires when the session is next connected (now, if it is)."""
         if self._state is SessionState.CONNECTED:
             return defer.succeed(None)
         waiter: Deferred[None] = Deferred()
         self._ready_waiters.append(waiter)
+        return waiter
+
+    def _ready(self, timeout: float) -> Deferred[None]:
+        if self._state is SessionState.CONNECTED:
+            return defer.succeed(None)
+        waiter = self._connected()
 
         def give_up() -> None:
             if waiter in self._ready_waiters:

@@ -119,7 +119,7 @@ async def test_server_restart_suspends_then_reconnects_the_same_session(
     make_zookeeper_server, stores
 ):
     server = make_zookeeper_server()
-    store = stores(server.url("/kop") + "?session_timeout=6")
+    store = stores(server.url("/kop") + "?session_timeout=10")
     sessions = SessionRecorder()
     store.add_session_listener(sessions)
     await store.create("/registered", b"me", ephemeral=True)
@@ -149,7 +149,7 @@ async def test_session_expiry_is_reported_lost_and_a_new_session_follows(
     make_zookeeper_server, stores
 ):
     server = make_zookeeper_server()
-    url = server.url("/kop") + "?session_timeout=6"
+    url = server.url("/kop") + "?session_timeout=10"
     store, observer = stores(url), stores(url)
     sessions = SessionRecorder()
     store.add_session_listener(sessions)
