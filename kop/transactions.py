@@ -87,6 +87,9 @@ class TransactionCoordinator:
         self._cache: dict[str, Transaction] = {}
         self._locks = _Keyed()
         self._expiry: task.LoopingCall | None = None
+        # Writes markers into partitions other brokers own (cluster mode: kop/cluster/markers.py);
+        # without it, every partition of a transaction must be owned here.
+        self.remote_markers = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -262,15 +265,22 @@ class TransactionCoordinator:
         """Write the markers and complete group offsets of a prepared transaction."""
         commit = preparing.state == PREPARE_COMMIT
         broker = self._broker
+        elsewhere: list[tuple[str, int]] = []
         for topic, partition in sorted(preparing.partitions):
             try:
                 partition_log = await owned_partition(broker, topic, partition)
             except KafkaError as exc:
                 if exc.code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
                     continue  # deleted meanwhile: nothing to mark
+                if exc.code == ErrorCode.NOT_LEADER_OR_FOLLOWER and self.remote_markers:
+                    elsewhere.append((topic, partition))
+                    continue
                 raise
             await partition_log.append_marker(preparing.producer_id, preparing.producer_epoch,
                                               commit, coordinator_epoch=0)
+        if elsewhere:
+            await self.remote_markers.write(elsewhere, preparing.producer_id,
+                                            preparing.producer_epoch, commit)
         groups = getattr(broker, "groups", None)
         for group_id in sorted(preparing.groups):
             if groups is not None and hasattr(groups, "complete_transaction"):
