@@ -38,9 +38,7 @@ CLIENTS: dict[str, ClientInfo] = {
             "compat_tests.clients.confluent:ConfluentClient",
             "2.16.1 (librdkafka 2.16)",
         ),
-        # kcat (Debian 1.7.1) and kafkajs 2.2.4 (compat_tests/node/package.json) are the
-        # next adapters to write; they are left out until they exist rather than being
-        # reported as failures or n/a that say nothing about the broker.
+        ClientInfo("kcat", "compat_tests.clients.kcat:KcatClient", "1.7.1 (librdkafka 2.0.2)"),
     ]
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
@@ -110,6 +110,9 @@ class AIOKafkaMember(Member):
 
 class AIOKafkaClient(Client):
     name = "aiokafka"
+    unsupported: ClassVar[dict[str, str]] = {
+        "delete_group": "aiokafka's admin client has no delete_consumer_groups",
+    }
 
     def __init__(self, bootstrap: str) -> None:
         super().__init__(bootstrap)

@@ -9,6 +9,7 @@ error from the broker is raised as `BrokerError` carrying Kafka's error name.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 from compat_tests.model import (
     GroupDescription,
@@ -55,8 +56,29 @@ class Client(ABC):
     # accepts the producer's clock instead of the exact timestamps produced).
     sets_timestamps: bool = True
 
+    # Operations a scenario can ask for up front (`require`) that this adapter cannot
+    # express, with the reason. Admin methods left as Client's defaults count as missing
+    # without being listed; member operations are named "member.<method>".
+    unsupported: ClassVar[dict[str, str]] = {}
+
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
+
+    def require(self, *operations: str) -> None:
+        """Raises NotExpressible (the cell becomes n/a) before a scenario starts work it
+        could not finish with this client."""
+        for operation in operations:
+            reason = self.unsupported.get(operation)
+            inherited = getattr(type(self), operation, None) is getattr(Client, operation, 0)
+            if reason is None and inherited:
+                reason = f"{self.name} has no API for {operation}"
+            if reason is not None:
+                raise NotExpressible(reason)
+
+    def cannot_produce(self, record: Record) -> str | None:
+        """Why this client cannot produce `record` exactly, or None when it can. Scenarios
+        leave such records out and say so in a note; produce() refuses them."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most adapters hold nothing open
         """Releases anything the adapter keeps open between calls."""

@@ -22,6 +22,7 @@ def _eventually(condition, what: str) -> None:
 
 
 def admin_topics(client: Client, ctx: Context) -> None:
+    client.require("create_topic", "list_topics", "describe_topic", "delete_topic")
     name = ctx.name("admin-topic")
     client.create_topic(name, 3, {})
     _eventually(lambda: name in client.list_topics(), f"{name} in the topic list")
@@ -37,6 +38,7 @@ def admin_topics(client: Client, ctx: Context) -> None:
 
 
 def admin_partitions(client: Client, ctx: Context) -> None:
+    client.require("create_partitions", "describe_topic")
     name = ctx.topic(partitions=2)
     client.create_partitions(name, 5)
     _eventually(lambda: client.describe_topic(name) == 5, f"{name} to have 5 partitions")
@@ -51,6 +53,7 @@ RETENTION_ALTERED = "987654321"
 
 
 def admin_configs(client: Client, ctx: Context) -> None:
+    client.require("create_topic", "list_topics", "describe_configs", "alter_configs")
     name = ctx.name("admin-configs")
     client.create_topic(name, 1, {"retention.ms": RETENTION_AT_CREATE})
     _eventually(lambda: name in client.list_topics(), f"{name} in the topic list")
@@ -65,6 +68,7 @@ def admin_configs(client: Client, ctx: Context) -> None:
 
 
 def admin_groups(client: Client, ctx: Context) -> None:
+    client.require("list_groups", "describe_group", "delete_group")
     topic = ctx.topic(partitions=1)
     group = ctx.name("g")
     client.produce(topic, [[Record(key=None, value=b"make the group commit")]], ProducerOptions())

@@ -32,6 +32,7 @@ def idempotent_producer(client: Client, ctx: Context) -> None:
 
 
 def transactions(client: Client, ctx: Context) -> None:
+    client.require("produce_transactions")
     topic = ctx.topic(partitions=1)
 
     def batch(label: str) -> list[Record]:

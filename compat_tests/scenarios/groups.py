@@ -80,6 +80,7 @@ COMMIT_METADATA = "compat-suite checkpoint"
 
 def commit_resume(client: Client, ctx: Context) -> None:
     """Commit chosen offsets with metadata, leave, and resume from them in a new member."""
+    client.require("member.commit_offsets", "member.committed")
     topic = ctx.topic(partitions=COMMIT_PARTITIONS)
     group = ctx.name("g")
     records = [

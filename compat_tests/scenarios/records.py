@@ -55,13 +55,15 @@ def produce_and_read_back(
 ) -> None:
     """Produces `batches` to partition 0, reads the topic back and checks everything:
     acks, offsets, keys, values, headers and timestamps (end offsets are `seek`'s job)."""
-    expected = [record for batch in batches for record in batch]
+    producible = [[r for r in batch if not client.cannot_produce(r)] for batch in batches]
+    producible = [batch for batch in producible if batch]
+    expected = [record for batch in producible for record in batch]
+    left_out = sum(map(len, batches)) - len(expected)
+    if left_out:
+        reasons = sorted({client.cannot_produce(r) for b in batches for r in b} - {None})
+        ctx.note(f"{left_out} record(s) left out: {'; '.join(map(str, reasons))}")
     produce_started = now_ms()
-    acks = [
-        ack
-        for batch_acks in client.produce(topic, [list(b) for b in batches], options)
-        for ack in batch_acks
-    ]
+    acks = [ack for batch_acks in client.produce(topic, producible, options) for ack in batch_acks]
     produce_finished = now_ms()
     expect_equal(
         acks, [(0, offset) for offset in range(len(expected))], "producer acks (partition, offset)"
