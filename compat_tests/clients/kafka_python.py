@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import kafka.codec
+import kafka.errors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
@@ -330,6 +331,11 @@ class KafkaPythonClient(Client):
         )
 
     def delete_group(self, group_id: str) -> None:
-        for _group, error in self.admin.delete_groups([group_id]):
-            if error is not None and getattr(error, "errno", 0):
-                raise _broker_error(error)
+        # kafka-python 3.0.12 answers {group_id: "OK" or the name of its error class}.
+        outcome = self.admin.delete_groups([group_id]).get(group_id, "no answer for the group")
+        if outcome != "OK":
+            error_class = getattr(kafka.errors, str(outcome), None)
+            errno = getattr(error_class, "errno", None)
+            if errno is None:
+                raise KafkaError(f"deleting group {group_id}: {outcome}")
+            raise BrokerError(name_for_code(errno), f"deleting group {group_id}: {outcome}")

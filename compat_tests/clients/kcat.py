@@ -294,24 +294,18 @@ class KcatMember(Member):
     """`kcat -G group topic` running in the background, printing records as JSON."""
 
     def __init__(self, bootstrap: str, group_id: str, topic: str) -> None:
+        settings = {
+            "auto.offset.reset": "earliest",
+            "auto.commit.interval.ms": _GROUP_COMMIT_INTERVAL_MS,
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 500,
+        }
+        # -J: records as JSON; -u: unbuffered, so each record reaches the pipe at once.
+        command = [KCAT, "-b", bootstrap, "-G", group_id, "-J", "-u"]
+        for name, value in settings.items():
+            command += ["-X", f"{name}={value}"]
         self.process = subprocess.Popen(
-            [
-                KCAT,
-                "-b",
-                bootstrap,
-                "-G",
-                group_id,
-                "-J",
-                "-X",
-                "auto.offset.reset=earliest",
-                "-X",
-                f"auto.commit.interval.ms={_GROUP_COMMIT_INTERVAL_MS}",
-                "-X",
-                "session.timeout.ms=10000",
-                "-X",
-                "heartbeat.interval.ms=500",
-                topic,
-            ],
+            [*command, topic],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

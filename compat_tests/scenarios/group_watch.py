@@ -174,12 +174,16 @@ class GroupWatch:
                 f"{self.assignments()}"
             ) from None
 
-    def wait_for_total(self, count: int, what: str) -> dict[str, list[Record]]:
-        """Until the members together consumed at least `count` records; returns them."""
+    def wait_for_total(
+        self, count: int, what: str, members: list[str] | None = None
+    ) -> dict[str, list[Record]]:
+        """Until the members (all, or those named) together consumed at least `count`
+        records; returns what every member consumed."""
 
         def enough() -> dict[str, list[Record]] | None:
             consumed = self.consumed()
-            return consumed if sum(map(len, consumed.values())) >= count else None
+            counted = [len(consumed[n]) for n in consumed if members is None or n in members]
+            return consumed if sum(counted) >= count else None
 
         try:
             return wait_until(enough, REBALANCE_SECONDS, what, _WATCH_INTERVAL_SECONDS)

@@ -105,7 +105,9 @@ def commit_resume(client: Client, ctx: Context) -> None:
 
         watch.add("second", client.group_member(group, topic))
         resumed_count = COMMIT_PARTITIONS * (COMMIT_RECORDS_PER_PARTITION - COMMIT_AT)
-        resumed = watch.wait_for_total(resumed_count, "second member resuming")["second"]
+        resumed = watch.wait_for_total(resumed_count, "second member resuming", ["second"])[
+            "second"
+        ]
         for p in range(COMMIT_PARTITIONS):
             offsets = [r.offset for r in resumed if r.partition == p]
             expect_equal(
