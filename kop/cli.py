@@ -1,4 +1,4 @@
-"""The `kop` command line: standalone, storage-node (and, later, broker, admin)."""
+"""The `kop` command line: standalone, broker, storage-node, dev-cluster."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from kop.broker import BrokerConfig
+from kop.broker import BrokerConfig, ReplicationSettings
 from kop.configs import BROKER_DEFAULTS
 from kop.naming import Namespace
 
@@ -26,6 +26,44 @@ def _setting(value: str) -> tuple[str, str]:
     return name, setting
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{value}'")
+    return int(value)
+
+
+def _broker_id(value: str) -> int:
+    if not value.isdigit() or int(value) > 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"expected a broker id 0..{2**31 - 1}, got '{value}'")
+    return int(value)
+
+
+def _add_broker_options(parser: argparse.ArgumentParser) -> None:
+    """Options every Kafka-facing broker takes (standalone and cluster)."""
+    parser.add_argument("--listen", default="127.0.0.1:9092", type=split_host_port,
+                        help="HOST:PORT to accept Kafka clients on (port 0: any free port)")
+    parser.add_argument("--advertised-listener", default=None, type=split_host_port,
+                        help="HOST:PORT clients are told to connect to (default: --listen)")
+    parser.add_argument("--set", action="append", default=[], type=_setting,
+                        metavar="NAME=VALUE", help="a broker setting, e.g. num.partitions=3")
+    parser.add_argument("--tenant", default="public",
+                        help="native tenant holding Kafka topics (default: public)")
+    parser.add_argument("--namespace", default="default",
+                        help="native namespace holding Kafka topics (default: default)")
+
+
+def _add_replication_options(parser: argparse.ArgumentParser, defaults: tuple[int, int, int]
+                             ) -> None:
+    ensemble, write_quorum, ack_quorum = defaults
+    parser.add_argument("--ensemble-size", type=_positive, default=ensemble,
+                        help=f"storage nodes per ledger (default {ensemble})")
+    parser.add_argument("--write-quorum", type=_positive, default=write_quorum,
+                        help=f"copies of each entry (default {write_quorum})")
+    parser.add_argument("--ack-quorum", type=_positive, default=ack_quorum,
+                        help=f"copies confirmed before a write is acknowledged "
+                             f"(default {ack_quorum})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kop", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
@@ -33,16 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     standalone = sub.add_parser("standalone", help="broker + storage node + embedded metadata")
     standalone.add_argument("--data-dir", default="./kop-data")
-    standalone.add_argument("--listen", default="127.0.0.1:9092", type=split_host_port,
-                            help="HOST:PORT to accept Kafka clients on (port 0: any free port)")
-    standalone.add_argument("--advertised-listener", default=None, type=split_host_port,
-                            help="HOST:PORT clients are told to connect to (default: --listen)")
-    standalone.add_argument("--set", action="append", default=[], type=_setting,
-                            metavar="NAME=VALUE", help="a broker setting, e.g. num.partitions=3")
-    standalone.add_argument("--tenant", default="public",
-                            help="native tenant holding Kafka topics (default: public)")
-    standalone.add_argument("--namespace", default="default",
-                            help="native namespace holding Kafka topics (default: default)")
+    _add_broker_options(standalone)
+
+    broker = sub.add_parser("broker", help="one broker of a cluster (metadata in ZooKeeper)")
+    broker.add_argument("--metadata", required=True,
+                        help="ZooKeeper URL, e.g. zk://10.0.0.1:2181,10.0.0.2:2181/kop"
+                             "[?session_timeout=SECONDS]")
+    broker.add_argument("--broker-id", type=_broker_id, default=None,
+                        help="this broker's id (default: a new id from ZooKeeper; give one to "
+                             "keep it across restarts)")
+    _add_broker_options(broker)
+    _add_replication_options(broker, (3, 2, 2))
+
+    dev = sub.add_parser("dev-cluster", help="ZooKeeper, storage nodes and brokers on loopback")
+    dev.add_argument("--brokers", type=_positive, default=3)
+    dev.add_argument("--storage-nodes", type=_positive, default=3)
+    dev.add_argument("--base-dir", default=None,
+                     help="where data and logs go (default: a new temporary directory); "
+                          "reusing it keeps ports, topics and records")
+    dev.add_argument("--session-timeout", type=float, default=6.0,
+                     help="ZooKeeper session timeout of every process, seconds (default 6)")
+    dev.add_argument("--set", action="append", default=[], type=_setting,
+                     metavar="NAME=VALUE", help="a broker setting, e.g. num.partitions=3")
 
     # Its options are the storage node's own (`kop storage-node --help` lists them).
     sub.add_parser("storage-node", add_help=False,
@@ -59,19 +109,49 @@ def _configure_logging(level: str) -> None:
     globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
 
 
+def _broker_config(args: argparse.Namespace) -> BrokerConfig:
+    advertised_host, advertised_port = args.advertised_listener or args.listen
+    settings = dict(BROKER_DEFAULTS)
+    settings.update(dict(args.set))
+    return BrokerConfig(host=advertised_host, port=advertised_port, settings=settings,
+                        namespace=Namespace(args.tenant, args.namespace))
+
+
 def _run_standalone(args: argparse.Namespace) -> int:
     from twisted.internet import defer
 
     from kop.standalone import run_until_signalled, start_standalone
 
     listen_host, listen_port = args.listen
-    advertised_host, advertised_port = args.advertised_listener or args.listen
-    settings = dict(BROKER_DEFAULTS)
-    settings.update(dict(args.set))
-    config = BrokerConfig(host=advertised_host, port=advertised_port, settings=settings,
-                          namespace=Namespace(args.tenant, args.namespace))
+    config = _broker_config(args)
     return run_until_signalled(lambda: defer.ensureDeferred(
         start_standalone(args.data_dir, listen_host, listen_port, config)))
+
+
+def _replication(args: argparse.Namespace, parser: argparse.ArgumentParser
+                 ) -> ReplicationSettings:
+    if not args.ensemble_size >= args.write_quorum >= args.ack_quorum:
+        parser.error("need --ensemble-size >= --write-quorum >= --ack-quorum")
+    return ReplicationSettings(args.ensemble_size, args.write_quorum, args.ack_quorum)
+
+
+def _run_broker(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from twisted.internet import defer
+
+    from kop.cluster.ownership import ClusterError
+    from kop.cluster.runner import start_cluster_broker, zookeeper_location
+    from kop.standalone import run_until_signalled
+
+    try:
+        zookeeper_location(args.metadata)
+    except ClusterError as exc:
+        parser.error(str(exc))
+    listen_host, listen_port = args.listen
+    config = _broker_config(args)
+    config.node_id = -1 if args.broker_id is None else args.broker_id
+    config.replication = _replication(args, parser)
+    return run_until_signalled(lambda: defer.ensureDeferred(
+        start_cluster_broker(args.metadata, listen_host, listen_port, config)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,10 +160,20 @@ def main(argv: list[str] | None = None) -> int:
         from storage.node.__main__ import main as storage_node_main
 
         return storage_node_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "standalone":
         _configure_logging(args.log_level)
         return _run_standalone(args)
+    if args.command == "broker":
+        _configure_logging(args.log_level)
+        return _run_broker(args, parser)
+    if args.command == "dev-cluster":
+        from kop.cluster.dev_cluster import run_dev_cluster
+
+        return run_dev_cluster(args.brokers, args.storage_nodes, args.base_dir,
+                               session_timeout=args.session_timeout, settings=dict(args.set),
+                               log_level=args.log_level)
     return 2
 
 
