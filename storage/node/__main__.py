@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from storage.node.core import StorageNodeConfig
-from storage.node.main import run_storage_node
+from storage.node.main import DEFAULT_LEDGER_GC_INTERVAL, run_storage_node
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="journal segment size; a full segment is sealed and checkpointed")
     parser.add_argument("--gc-interval", type=float, default=StorageNodeConfig.gc_interval_seconds,
                         help="seconds between garbage collections (0: never)")
+    parser.add_argument("--ledger-gc-interval", type=float, default=DEFAULT_LEDGER_GC_INTERVAL,
+                        help="seconds between scans for ledgers whose metadata is gone, "
+                             "deleted after two scans (0: never; needs --metadata)")
     return parser
 
 
@@ -35,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kop storage node: {error}", file=sys.stderr)
         return 2
     return run_storage_node(args.data_dir, args.listen, args.metadata,
-                            advertised_address=args.advertised_address, config=config)
+                            advertised_address=args.advertised_address, config=config,
+                            ledger_gc_interval=args.ledger_gc_interval or None)
 
 
 if __name__ == "__main__":
