@@ -36,9 +36,10 @@ class HandlerRegistry:
         spec = API_BY_KEY[api_key]
         if api_key in self._handlers:
             raise ValueError(f"a handler for {spec.name} is already registered")
-        # Never claim a version the codec cannot speak.
+        # Never claim a version the codec cannot speak, nor one Kafka marks unstable.
+        newest = spec.max_version - 1 if spec.latest_version_unstable else spec.max_version
         low = max(min_version, spec.min_version)
-        high = min(max_version, spec.max_version)
+        high = min(max_version, newest)
         if low > high:
             raise ValueError(f"{spec.name}: no version in {min_version}..{max_version} is codable")
         self._handlers[api_key] = Handler(api_key, spec.name, low, high, func)
