@@ -162,11 +162,11 @@ async def node_over_tcp(bench: Bench, size: int) -> Throughput:
 
 
 def managed_ledger(layout: str) -> Callable[[Bench, int], Awaitable[Throughput]]:
-    """One managed ledger in a layout of benchmarks.managed_ledger_bench (which owns how
-    each layout is set up: "one-node" standalone, "three-nodes" E=3 Qw=2 Qa=2)."""
+    """One managed ledger in a layout of benchmarks.storage_layouts ("one-node" standalone,
+    "three-nodes" E=3 Qw=2 Qa=2)."""
 
     async def run(bench: Bench, size: int) -> Throughput:
-        from benchmarks.managed_ledger_bench import LAYOUTS
+        from benchmarks.storage_layouts import LAYOUTS
 
         _, open_layout = LAYOUTS[layout]
         factory, config, close = await open_layout(bench.fresh_dir(layout))
