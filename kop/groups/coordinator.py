@@ -29,6 +29,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from kop.errors import KafkaError
 from kop.groups.compacted_log import CompactedLog
 from kop.groups.group import CONSUMER_PROTOCOL_TYPE, Group, GroupState, GroupSummary, summarize
 from kop.groups.membership import (
@@ -52,6 +53,7 @@ from kop.groups.records import (
     encode_offset,
     group_key,
     offset_key,
+    transactional_offset_key,
 )
 from kop.groups.storage import GroupStorage, ManagedLedgerGroupStorage
 from wire.generated.error_codes import ErrorCode
@@ -240,19 +242,25 @@ class GroupCoordinator:
     def _groups_from_records(self, records: Mapping[bytes, bytes]) -> list[Group]:
         stored: dict[str, StoredGroup] = {}
         offsets: dict[str, dict[TopicPartition, CommittedOffset]] = {}
+        transactional: dict[str, dict[int, dict[TopicPartition, CommittedOffset]]] = {}
         for key, value in records.items():
             decoded = decode_key(key)
             if decoded.topic_partition is None:
                 stored[decoded.group_id] = decode_group(value)
-            else:
+            elif decoded.producer_id is None:
                 offsets.setdefault(decoded.group_id, {})[decoded.topic_partition] = decode_offset(value)
+            else:
+                by_producer = transactional.setdefault(decoded.group_id, {})
+                by_producer.setdefault(decoded.producer_id, {})[decoded.topic_partition] = (
+                    decode_offset(value))
         groups = []
-        for group_id in sorted(stored.keys() | offsets.keys()):
+        for group_id in sorted(stored.keys() | offsets.keys() | transactional.keys()):
             if group_id in stored:
                 group = Group.from_stored(group_id, stored[group_id])
             else:  # offsets only: a standalone committer's group
                 group = Group(group_id, self.now_ms())
             group.offsets = offsets.get(group_id, {})
+            group.transactional_offsets = transactional.get(group_id, {})
             groups.append(group)
         return groups
 
@@ -436,22 +444,7 @@ class GroupCoordinator:
             return everywhere(error)
         self.membership.keep_alive(group, member_id)
 
-        now = self.now_ms()
-        results: dict[TopicPartition, ErrorCode] = {}
-        accepted: dict[TopicPartition, CommittedOffset] = {}
-        for tp, wanted in offsets.items():
-            metadata = wanted.metadata or ""
-            if len(metadata) > self.config.offset_metadata_max_bytes:
-                results[tp] = ErrorCode.OFFSET_METADATA_TOO_LARGE
-                continue
-            accepted[tp] = CommittedOffset(
-                offset=wanted.offset,
-                leader_epoch=wanted.leader_epoch,
-                metadata=metadata,
-                commit_timestamp_ms=(wanted.commit_timestamp_ms if wanted.commit_timestamp_ms >= 0
-                                     else now),
-                expire_timestamp_ms=now + retention_ms if retention_ms >= 0 else -1,
-            )
+        results, accepted = self._offsets_to_store(offsets, retention_ms)
         if not accepted:
             return defer.succeed(results)
         group.add_pending_commits(accepted)
@@ -468,9 +461,31 @@ class GroupCoordinator:
 
         return written.addCallback(done)
 
+    def _offsets_to_store(self, offsets: Mapping[TopicPartition, OffsetToCommit],
+                          retention_ms: int = -1
+                          ) -> tuple[dict[TopicPartition, ErrorCode], dict[TopicPartition, CommittedOffset]]:
+        """(errors of refused partitions, the offsets to store for the others)."""
+        now = self.now_ms()
+        refused: dict[TopicPartition, ErrorCode] = {}
+        accepted: dict[TopicPartition, CommittedOffset] = {}
+        for tp, wanted in offsets.items():
+            metadata = wanted.metadata or ""
+            if len(metadata) > self.config.offset_metadata_max_bytes:
+                refused[tp] = ErrorCode.OFFSET_METADATA_TOO_LARGE
+                continue
+            accepted[tp] = CommittedOffset(
+                offset=wanted.offset,
+                leader_epoch=wanted.leader_epoch,
+                metadata=metadata,
+                commit_timestamp_ms=(wanted.commit_timestamp_ms if wanted.commit_timestamp_ms >= 0
+                                     else now),
+                expire_timestamp_ms=now + retention_ms if retention_ms >= 0 else -1,
+            )
+        return refused, accepted
+
     @staticmethod
     def _commit_error(group: Group, generation_id: int, member_id: str,
-                      group_instance_id: str | None) -> ErrorCode | None:
+                      group_instance_id: str | None, transactional: bool = False) -> ErrorCode | None:
         if group.is_in(GroupState.DEAD):
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         if generation_id >= 0 or member_id != "" or group_instance_id is not None:
@@ -479,13 +494,75 @@ class GroupCoordinator:
                 return error
             if generation_id != group.generation_id:
                 return ErrorCode.ILLEGAL_GENERATION
-            if group.is_in(GroupState.COMPLETING_REBALANCE):
+            if group.is_in(GroupState.COMPLETING_REBALANCE) and not transactional:
                 # A member that knows the new generation but has not synced yet.
                 return ErrorCode.REBALANCE_IN_PROGRESS
             return None
-        if not group.is_in(GroupState.EMPTY):
+        if not group.is_in(GroupState.EMPTY) and not transactional:
             return ErrorCode.UNKNOWN_MEMBER_ID  # only members commit for a group with members
         return None
+
+    # -- offsets committed inside transactions -------------------------------------------------
+
+    def commit_transactional_offsets(self, group_id: str, producer_id: int, member_id: str,
+                                     group_instance_id: str | None, generation_id: int,
+                                     offsets: Mapping[TopicPartition, OffsetToCommit]
+                                     ) -> defer.Deferred[dict[TopicPartition, ErrorCode]]:
+        """TxnOffsetCommit: store offsets that take effect when the producer's transaction
+        commits (`complete_transaction`). The producer was checked by the transaction
+        coordinator; members are checked here when they say who they are (v3+)."""
+        def everywhere(code: ErrorCode) -> defer.Deferred[dict[TopicPartition, ErrorCode]]:
+            return defer.succeed({tp: code for tp in offsets})
+
+        error = self.check_group(group_id, require_non_empty=False)
+        if error is not None:
+            return everywhere(error)
+        group = self._groups.get(group_id) or self._create_group(group_id)
+        error = self._commit_error(group, generation_id, member_id, group_instance_id,
+                                   transactional=True)
+        if error is not None:
+            return everywhere(error)
+        results, accepted = self._offsets_to_store(offsets)
+        if not accepted:
+            return defer.succeed(results)
+        group.add_pending_commits(accepted)
+        written = self._write(group_id, [
+            (transactional_offset_key(group_id, producer_id, tp), encode_offset(committed))
+            for tp, committed in accepted.items()])
+
+        def done(error: ErrorCode) -> dict[TopicPartition, ErrorCode]:
+            group.remove_pending_commits(accepted)
+            if error == ErrorCode.NONE and self.is_current(group):
+                group.transactional_offsets.setdefault(producer_id, {}).update(accepted)
+            for tp in accepted:
+                results[tp] = error
+            return results
+
+        return written.addCallback(done)
+
+    async def complete_transaction(self, group_id: str, producer_id: int, commit: bool) -> None:
+        """The producer's transaction ended: its offsets for this group become committed
+        offsets (commit) or are dropped (abort). Raises KafkaError when the group's partition
+        is not available here (the transaction coordinator tries again later)."""
+        error = self.check_group(group_id, require_non_empty=False)
+        if error is not None:
+            raise KafkaError(error, f"cannot complete the offsets of group {group_id}")
+        group = self._groups.get(group_id)
+        pending = group.transactional_offsets.pop(producer_id, None) if group else None
+        if group is None or not pending:
+            return
+        changes: list[tuple[bytes, bytes | None]] = [
+            (transactional_offset_key(group_id, producer_id, tp), None) for tp in pending]
+        if commit:
+            changes += [(offset_key(group_id, tp), encode_offset(committed))
+                        for tp, committed in pending.items()]
+        group.add_pending_commits(pending)  # unstable until the outcome is durable
+        error = await self._write(group_id, changes)
+        group.remove_pending_commits(pending)
+        if error != ErrorCode.NONE:
+            raise KafkaError(error, f"could not store the transaction's offsets of {group_id}")
+        if commit and self.is_current(group):
+            group.offsets.update(pending)
 
     def fetch_offsets(self, group_id: str, partitions: Iterable[TopicPartition] | None,
                       require_stable: bool = False
@@ -501,7 +578,7 @@ class GroupCoordinator:
         wanted = list(partitions) if partitions is not None else sorted(group.offsets)
         answers = []
         for tp in wanted:
-            if require_stable and tp in group.pending_commits:
+            if require_stable and group.is_unstable(tp):
                 answers.append((tp, FetchedOffset(-1, -1, "", ErrorCode.UNSTABLE_OFFSET_COMMIT)))
                 continue
             committed = group.offsets.get(tp)
@@ -635,6 +712,9 @@ class GroupCoordinator:
             assert group is not None
             changes: list[tuple[bytes, bytes | None]] = [
                 (offset_key(group_id, tp), None) for tp in group.offsets]
+            changes += [(transactional_offset_key(group_id, producer_id, tp), None)
+                        for producer_id, pending in group.transactional_offsets.items()
+                        for tp in pending]
             changes.append((group_key(group_id), None))
             self._forget_group(group, ErrorCode.COORDINATOR_NOT_AVAILABLE)
             log.info("group %s deleted", group_id)

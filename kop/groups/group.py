@@ -133,6 +133,8 @@ class Group:
         self.offsets: dict[TopicPartition, CommittedOffset] = {}
         # Commits being written, per partition (OffsetFetch require_stable reports them).
         self.pending_commits: dict[TopicPartition, int] = {}
+        # Offsets committed inside transactions that have not ended, per producer id.
+        self.transactional_offsets: dict[int, dict[TopicPartition, CommittedOffset]] = {}
 
     def __repr__(self) -> str:
         return f"<Group {self.group_id!r} {self.state.value} generation {self.generation_id}>"
@@ -293,7 +295,12 @@ class Group:
     # -- offsets -------------------------------------------------------------------------------
 
     def has_offsets(self) -> bool:
-        return bool(self.offsets) or bool(self.pending_commits)
+        return bool(self.offsets) or bool(self.pending_commits) or bool(self.transactional_offsets)
+
+    def is_unstable(self, tp: TopicPartition) -> bool:
+        """A commit of this partition is being written, or waits for its transaction."""
+        return tp in self.pending_commits or any(
+            tp in offsets for offsets in self.transactional_offsets.values())
 
     def add_pending_commits(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
@@ -330,7 +337,7 @@ class Group:
             return []
         expired = []
         for tp, committed in self.offsets.items():
-            if tp.topic in keep_topics or tp in self.pending_commits:
+            if tp.topic in keep_topics or self.is_unstable(tp):
                 continue
             if committed.expire_timestamp_ms >= 0:
                 if now_ms >= committed.expire_timestamp_ms:

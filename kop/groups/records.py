@@ -4,7 +4,9 @@ Each record is a key and a value (None = tombstone), kept in a `CompactedLog`: t
 value of a key wins, as in Kafka's compacted `__consumer_offsets`. The format is kop's own,
 binary and versioned:
 
-    key    = kind (u8: 1 offset, 2 group) + group id [+ topic + partition]
+    key    = kind (u8) + group id + (kind 1, a committed offset: topic + partition;
+             kind 2, the group's metadata: nothing; kind 3, an offset committed inside a
+             transaction that has not ended: producer id + topic + partition)
     value  = format version (u8) + fields
 
 Strings and byte strings are an int32 length (-1 for null) followed by the bytes (UTF-8 for
@@ -20,6 +22,7 @@ from typing import NamedTuple
 
 OFFSET_KEY_KIND = 1
 GROUP_KEY_KIND = 2
+TRANSACTIONAL_OFFSET_KEY_KIND = 3
 OFFSET_VALUE_VERSION = 1
 GROUP_VALUE_VERSION = 1
 
@@ -85,6 +88,16 @@ def offset_key(group_id: str, topic_partition: TopicPartition) -> bytes:
     return bytes(out)
 
 
+def transactional_offset_key(group_id: str, producer_id: int,
+                             topic_partition: TopicPartition) -> bytes:
+    out = bytearray(_I8.pack(TRANSACTIONAL_OFFSET_KEY_KIND))
+    _put_string(out, group_id)
+    out += _I64.pack(producer_id)
+    _put_string(out, topic_partition.topic)
+    out += _I32.pack(topic_partition.partition)
+    return bytes(out)
+
+
 def group_key(group_id: str) -> bytes:
     out = bytearray(_I8.pack(GROUP_KEY_KIND))
     _put_string(out, group_id)
@@ -93,10 +106,12 @@ def group_key(group_id: str) -> bytes:
 
 @dataclass(frozen=True)
 class DecodedKey:
-    """A decoded key: `topic_partition` is None for a group-metadata key."""
+    """A decoded key: `topic_partition` is None for a group-metadata key; `producer_id` is
+    set for an offset of a transaction that has not ended."""
 
     group_id: str
     topic_partition: TopicPartition | None
+    producer_id: int | None = None
 
 
 def decode_key(data: bytes) -> DecodedKey:
@@ -106,11 +121,12 @@ def decode_key(data: bytes) -> DecodedKey:
     if kind == GROUP_KEY_KIND:
         reader.finish()
         return DecodedKey(group_id, None)
-    if kind == OFFSET_KEY_KIND:
+    if kind in (OFFSET_KEY_KIND, TRANSACTIONAL_OFFSET_KEY_KIND):
+        producer_id = reader.i64() if kind == TRANSACTIONAL_OFFSET_KEY_KIND else None
         topic = reader.string()
         partition = reader.i32()
         reader.finish()
-        return DecodedKey(group_id, TopicPartition(topic, partition))
+        return DecodedKey(group_id, TopicPartition(topic, partition), producer_id)
     raise RecordFormatError(f"record key of unknown kind {kind}")
 
 

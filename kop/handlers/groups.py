@@ -1,6 +1,7 @@
 """Consumer-group APIs: FindCoordinator (key 10) v0-6, JoinGroup (11) v0-9, Heartbeat (12) v0-4,
 LeaveGroup (13) v0-5, SyncGroup (14) v0-5, DescribeGroups (15) v0-5, ListGroups (16) v0-5,
-OffsetCommit (8) v0-9, OffsetFetch (9) v0-9, DeleteGroups (42) v0-2, OffsetDelete (47) v0.
+OffsetCommit (8) v0-9, OffsetFetch (9) v0-9, TxnOffsetCommit (28) v0-4, DeleteGroups (42) v0-2,
+OffsetDelete (47) v0.
 
 The protocol itself lives in `kop.groups` (`broker.groups`, a GroupCoordinator); this module
 translates requests and answers per version:
@@ -25,6 +26,9 @@ OffsetFetch: topics null (v2+) means every committed partition of the group; par
 without a commit answer offset -1 and metadata ""; v7+ require_stable answers
 UNSTABLE_OFFSET_COMMIT for partitions with a commit being written; v8+ fetches several groups;
 group-level errors go in each partition before v2, at top level after.
+TxnOffsetCommit: the transaction coordinator checks the producer (a fenced one gets
+INVALID_PRODUCER_EPOCH, as Kafka's offsets log answers it); the offsets count once the
+transaction commits (`GroupCoordinator.complete_transaction`); v3+ members are checked.
 
 DescribeGroups: members' metadata and assignments only while Stable; an unknown group is
 described as Dead; v3+ authorized operations (kop has no ACLs: all group operations).
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
+from kop.errors import KafkaError
 from kop.groups import (
     OFFSETS_TOPIC,
     TRANSACTION_STATE_TOPIC,
@@ -62,6 +67,7 @@ from wire.messages import (
     OffsetDeleteResponse,
     OffsetFetchResponse,
     SyncGroupResponse,
+    TxnOffsetCommitResponse,
 )
 
 OFFSET_COMMIT_KEY = 8
@@ -75,6 +81,7 @@ DESCRIBE_GROUPS_KEY = 15
 LIST_GROUPS_KEY = 16
 DELETE_GROUPS_KEY = 42
 OFFSET_DELETE_KEY = 47
+TXN_OFFSET_COMMIT_KEY = 28
 
 GROUP_KEY_TYPE = 0
 TRANSACTION_KEY_TYPE = 1
@@ -228,22 +235,30 @@ async def _existing_partitions(broker, wanted: list[TopicPartition]) -> set[Topi
     return found
 
 
-async def _offset_commit(ctx, request) -> OffsetCommitResponse:
-    version = ctx.api_version
-    broker = ctx.broker
+async def _split_by_existence(broker, topics, leader_epochs: bool, commit_timestamps: bool
+                              ) -> tuple[dict[TopicPartition, ErrorCode],
+                                         dict[TopicPartition, OffsetToCommit]]:
+    """The requested offsets of partitions that exist, and UNKNOWN_TOPIC_OR_PARTITION for
+    the others."""
     requested: list[tuple[TopicPartition, OffsetToCommit]] = []
-    for topic in request.topics:
+    for topic in topics:
         for partition in topic.partitions:
             requested.append((TopicPartition(topic.name, partition.partition_index), OffsetToCommit(
                 offset=partition.committed_offset,
-                leader_epoch=partition.committed_leader_epoch if version >= 6 else -1,
+                leader_epoch=partition.committed_leader_epoch if leader_epochs else -1,
                 metadata=partition.committed_metadata,
-                commit_timestamp_ms=partition.commit_timestamp if version == 1 else -1,
+                commit_timestamp_ms=partition.commit_timestamp if commit_timestamps else -1,
             )))
     existing = await _existing_partitions(broker, [tp for tp, _ in requested])
-    results: dict[TopicPartition, ErrorCode] = {
-        tp: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION for tp, _ in requested if tp not in existing}
-    to_commit = {tp: wanted for tp, wanted in requested if tp in existing}
+    unknown = {tp: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION for tp, _ in requested if tp not in existing}
+    return unknown, {tp: wanted for tp, wanted in requested if tp in existing}
+
+
+async def _offset_commit(ctx, request) -> OffsetCommitResponse:
+    version = ctx.api_version
+    broker = ctx.broker
+    results, to_commit = await _split_by_existence(broker, request.topics, version >= 6,
+                                                   version == 1)
     if to_commit:
         results.update(await broker.groups.commit_offsets(
             request.group_id,
@@ -255,19 +270,53 @@ async def _offset_commit(ctx, request) -> OffsetCommitResponse:
             missing_group_error=(ErrorCode.GROUP_ID_NOT_FOUND if version >= 9
                                  else ErrorCode.ILLEGAL_GENERATION),
         ))
-    topics = []
-    for topic in request.topics:
-        topics.append(OffsetCommitResponse.OffsetCommitResponseTopic(name=topic.name, partitions=[
+    return OffsetCommitResponse(throttle_time_ms=0, topics=[
+        OffsetCommitResponse.OffsetCommitResponseTopic(name=topic.name, partitions=[
             OffsetCommitResponse.OffsetCommitResponsePartition(
                 partition_index=partition.partition_index,
                 error_code=results[TopicPartition(topic.name, partition.partition_index)])
-            for partition in topic.partitions]))
-    return OffsetCommitResponse(throttle_time_ms=0, topics=topics)
+            for partition in topic.partitions])
+        for topic in request.topics])
 
 
 @handles(OFFSET_COMMIT_KEY, 0, 9)
 def handle_offset_commit(ctx, request) -> defer.Deferred[OffsetCommitResponse]:
     return defer.ensureDeferred(_offset_commit(ctx, request))
+
+
+async def _txn_offset_commit(ctx, request) -> TxnOffsetCommitResponse:
+    version = ctx.api_version
+    broker = ctx.broker
+    results, to_commit = await _split_by_existence(broker, request.topics, version >= 2, False)
+    if to_commit:
+        try:
+            if broker.transactions is None:
+                raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "transactions are disabled")
+            broker.transactions.check_producer_for_offsets(
+                request.transactional_id, request.producer_id, request.producer_epoch)
+        except KafkaError as exc:
+            code = (ErrorCode.INVALID_PRODUCER_EPOCH if exc.code == ErrorCode.PRODUCER_FENCED
+                    else exc.code)
+            results.update(dict.fromkeys(to_commit, code))
+        else:
+            results.update(await broker.groups.commit_transactional_offsets(
+                request.group_id, request.producer_id,
+                request.member_id if version >= 3 else "",
+                request.group_instance_id if version >= 3 else None,
+                request.generation_id if version >= 3 else -1,
+                to_commit))
+    return TxnOffsetCommitResponse(throttle_time_ms=0, topics=[
+        TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic(name=topic.name, partitions=[
+            TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition(
+                partition_index=partition.partition_index,
+                error_code=results[TopicPartition(topic.name, partition.partition_index)])
+            for partition in topic.partitions])
+        for topic in request.topics])
+
+
+@handles(TXN_OFFSET_COMMIT_KEY, 0, 4)
+def handle_txn_offset_commit(ctx, request) -> defer.Deferred[TxnOffsetCommitResponse]:
+    return defer.ensureDeferred(_txn_offset_commit(ctx, request))
 
 
 def _requested_partitions(topics) -> list[TopicPartition] | None:

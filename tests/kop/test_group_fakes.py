@@ -12,6 +12,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from twisted.internet import defer, task
+from twisted.python.failure import Failure
 
 from kop.configs import BROKER_DEFAULTS
 from kop.groups import GroupCoordinator, JoinRequest
@@ -134,10 +135,15 @@ TEST_SETTINGS = {
 def result_of(deferred: defer.Deferred):
     """The result of a Deferred that has fired (fails the test if it has not)."""
     results: list = []
-    deferred.addBoth(lambda result: results.append(result) or result)
+
+    def keep(result):
+        results.append(result)
+        return None if isinstance(result, Failure) else result  # a failure is handled here
+
+    deferred.addBoth(keep)
     assert results, "the Deferred has not fired"
     result = results[0]
-    if hasattr(result, "raiseException"):
+    if isinstance(result, Failure):
         result.raiseException()
     return result
 

@@ -10,6 +10,7 @@ import pytest
 from test_group_fakes import result_of, start_coordinator
 from twisted.internet import defer
 
+from kop.errors import KafkaError
 from kop.handlers import REGISTRY
 from kop.ownership import BrokerAddress
 from wire.generated.error_codes import ErrorCode
@@ -25,6 +26,7 @@ from wire.messages import (
     OffsetDeleteRequest,
     OffsetFetchRequest,
     SyncGroupRequest,
+    TxnOffsetCommitRequest,
 )
 from wire.protocol import (
     RequestHeader,
@@ -35,6 +37,7 @@ from wire.protocol import (
 )
 
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT = 8, 9, 10, 11, 12
+TXN_OFFSET_COMMIT = 28
 LEAVE_GROUP, SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS, OFFSET_DELETE = (
     13, 14, 15, 16, 42, 47)
 
@@ -50,7 +53,16 @@ class Gateway:
             topics=SimpleNamespace(lookup=self._lookup),
             leader_of=lambda topic, partition: 5,
             live_brokers=lambda: [BrokerAddress(5, "kop.example", 9093)],
+            transactions=SimpleNamespace(check_producer_for_offsets=self._check_producer),
         )
+
+    @staticmethod
+    def _check_producer(transactional_id: str, producer_id: int, producer_epoch: int) -> None:
+        """The transaction coordinator's verdict: "tx" is producer 40 at epoch 2."""
+        if (transactional_id, producer_id) != ("tx", 40):
+            raise KafkaError(ErrorCode.INVALID_PRODUCER_ID_MAPPING)
+        if producer_epoch != 2:
+            raise KafkaError(ErrorCode.PRODUCER_FENCED)
 
     @staticmethod
     async def _lookup(name: str):
@@ -341,6 +353,43 @@ def test_offset_delete() -> None:
     assert missing.error_code == ErrorCode.GROUP_ID_NOT_FOUND
 
 
+def txn_commit_request(version: int, epoch: int = 2, producer_id: int = 40, **member
+                       ) -> TxnOffsetCommitRequest:
+    return TxnOffsetCommitRequest(
+        transactional_id="tx", group_id="g", producer_id=producer_id, producer_epoch=epoch,
+        topics=[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic(name=name, partitions=[
+            TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition(
+                partition_index=0, committed_offset=8, committed_metadata="in txn",
+                committed_leader_epoch=1 if version >= 2 else -1)]) for name in ("t", "nope")],
+        **member)
+
+
+@pytest.mark.parametrize("version", range(0, 5))
+def test_txn_offset_commit_every_version(version: int) -> None:
+    gateway = Gateway()
+    answer = gateway.call(TXN_OFFSET_COMMIT, version, txn_commit_request(version))
+    assert commit_errors(answer) == {("t", 0): ErrorCode.NONE,
+                                     ("nope", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION}
+    fenced = gateway.call(TXN_OFFSET_COMMIT, version, txn_commit_request(version, epoch=1))
+    assert commit_errors(fenced)[("t", 0)] == ErrorCode.INVALID_PRODUCER_EPOCH
+    stranger = gateway.call(TXN_OFFSET_COMMIT, version, txn_commit_request(version, producer_id=7))
+    assert commit_errors(stranger)[("t", 0)] == ErrorCode.INVALID_PRODUCER_ID_MAPPING
+    if version >= 3:
+        ghost = gateway.call(TXN_OFFSET_COMMIT, version, txn_commit_request(
+            version, member_id="ghost", generation_id=1))
+        assert commit_errors(ghost)[("t", 0)] == ErrorCode.UNKNOWN_MEMBER_ID
+
+    wanted = [OffsetFetchRequest.OffsetFetchRequestTopic(name="t", partition_indexes=[0])]
+    fetched = gateway.call(OFFSET_FETCH, 7, OffsetFetchRequest(group_id="g", topics=wanted))
+    assert fetched.topics[0].partitions[0].committed_offset == -1
+    result_of(defer.ensureDeferred(gateway.groups.complete_transaction("g", 40, commit=True)))
+    fetched = gateway.call(OFFSET_FETCH, 7, OffsetFetchRequest(group_id="g", topics=wanted,
+                                                               require_stable=True))
+    partition = fetched.topics[0].partitions[0]
+    assert (partition.committed_offset, partition.metadata, partition.error_code) == (
+        8, "in txn", ErrorCode.NONE)
+
+
 # -- DescribeGroups / ListGroups / DeleteGroups -----------------------------------------------------
 
 
@@ -392,7 +441,7 @@ def test_every_group_api_is_advertised_in_every_version_it_handles() -> None:
     expected = {OFFSET_COMMIT: (0, 9), OFFSET_FETCH: (0, 9), FIND_COORDINATOR: (0, 6),
                 JOIN_GROUP: (0, 9), HEARTBEAT: (0, 4), LEAVE_GROUP: (0, 5), SYNC_GROUP: (0, 5),
                 DESCRIBE_GROUPS: (0, 5), LIST_GROUPS: (0, 5), DELETE_GROUPS: (0, 2),
-                OFFSET_DELETE: (0, 0)}
+                OFFSET_DELETE: (0, 0), TXN_OFFSET_COMMIT: (0, 4)}
     for api_key, versions in expected.items():
         handler = REGISTRY.get(api_key)
         assert (handler.min_version, handler.max_version) == versions
