@@ -30,7 +30,9 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 
 from kop.cluster.ownership import PartitionKey, ZooKeeperOwnership
+from kop.errors import KafkaError
 from kop.groups import OFFSETS_TOPIC
+from wire.generated.error_codes import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +170,11 @@ class PartitionBalancer:
         self._busy[key] = moving
 
         def failed(failure: Any) -> None:
-            log.warning("could not %s %s-%d: %s", action.value, key[0], key[1],
-                        failure.getErrorMessage())
+            # Losing a race for a claim is routine (views of the store lag a little).
+            routine = failure.check(KafkaError) and \
+                failure.value.code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+            log.log(logging.INFO if routine else logging.WARNING, "could not %s %s-%d: %s",
+                    action.value, key[0], key[1], failure.getErrorMessage())
 
         def done(result: object) -> None:
             self._busy.pop(key, None)

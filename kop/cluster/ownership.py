@@ -43,6 +43,7 @@ from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 
 from kop.cluster.lease import SessionLease
 from kop.cluster.placement import designated_owner
@@ -155,6 +156,7 @@ class ZooKeeperOwnership(Ownership):
         self._brokers_refresh = 0
         self._brokers_waiters: list[defer.Deferred[None]] = []
         self._cancel_brokers_watch: Callable[[], None] | None = None
+        self._broker_watches: dict[int, Callable[[], None]] = {}
 
         self._claims: dict[str, dict[int, ClaimRecord | None]] = {}  # observed, per topic
         self._claims_refresh: dict[str, int] = {}
@@ -162,7 +164,7 @@ class ZooKeeperOwnership(Ownership):
         self._epochs_seen: dict[PartitionKey, int] = {}
 
         self._held: dict[PartitionKey, ClaimRecord] = {}  # the claims this broker holds
-        self._acquiring: dict[PartitionKey, defer.Deferred[int]] = {}
+        self._acquiring: dict[PartitionKey, list[defer.Deferred[int]]] = {}
         self._handing_off: set[PartitionKey] = set()
         self._change_listeners: list[ChangeListener] = []
 
@@ -241,6 +243,9 @@ class ZooKeeperOwnership(Ownership):
         if self._cancel_brokers_watch is not None:
             self._cancel_brokers_watch()
             self._cancel_brokers_watch = None
+        for cancel in self._broker_watches.values():
+            cancel()
+        self._broker_watches.clear()
         if self._registered:
             self._registered = False
             try:
@@ -434,10 +439,22 @@ class ZooKeeperOwnership(Ownership):
             except ClusterRecordError as exc:
                 log.warning("ignoring an unreadable broker registration: %s", exc)
         self._brokers = brokers
+        self._watch_broker_nodes(ids)
         waiters, self._brokers_waiters = self._brokers_waiters, []
         for waiter in waiters:
             waiter.callback(None)
         self._changed()
+
+    def _watch_broker_nodes(self, ids: list[int]) -> None:
+        """A watch on /brokers sees brokers come and go; one on each broker's node also sees
+        its record change (a broker announcing that it is leaving)."""
+        if self._stopping:
+            return
+        for broker_id in set(self._broker_watches) - set(ids):
+            self._broker_watches.pop(broker_id)()
+        for broker_id in set(ids) - set(self._broker_watches):
+            self._broker_watches[broker_id] = self._store.watch(
+                broker_path(broker_id), self._brokers_path_changed)
 
     def live_brokers(self) -> list[BrokerAddress]:
         return [BrokerAddress(record.broker_id, record.host, record.port, record.rack)
@@ -551,26 +568,31 @@ class ZooKeeperOwnership(Ownership):
 
     async def acquire(self, topic: str, partition: int) -> int:
         key = (topic, partition)
+        if not self.serving():
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER,
+                             f"broker {self.broker_id} is not serving partitions right now")
         held = self._held.get(key)
         if held is not None:
             return held.epoch
-        pending = self._acquiring.get(key)
-        if pending is None:
-            self._check_may_claim(topic, partition)
-            pending = defer.ensureDeferred(self._claim(topic, partition))
-            self._acquiring[key] = pending
+        waiter: defer.Deferred[int] = defer.Deferred()
+        waiters = self._acquiring.get(key)
+        if waiters is not None:  # a claim of this partition is under way: share its outcome
+            waiters.append(waiter)
+            return await waiter
+        self._check_may_claim(topic, partition)
+        self._acquiring[key] = [waiter]
+        claiming = defer.ensureDeferred(self._claim(topic, partition))
+        claiming.addBoth(self._claim_finished, key)
+        return await waiter
 
-            def done(result: object) -> object:
-                self._acquiring.pop(key, None)
-                return result
-
-            pending.addBoth(done)
-        return await follow(pending)
+    def _claim_finished(self, result: int | Failure, key: PartitionKey) -> None:
+        for waiter in self._acquiring.pop(key, []):
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
 
     def _check_may_claim(self, topic: str, partition: int) -> None:
-        if not self.serving() or (topic, partition) in self._handing_off:
-            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER,
-                             f"broker {self.broker_id} is not serving partitions right now")
         if self.is_claimed(topic, partition):
             claim = self.claim_of(topic, partition)
             holder = "another broker" if claim is None else f"broker {claim.broker_id}"
