@@ -132,6 +132,8 @@ def test_join_rules_inconsistent_protocols_session_bounds_and_group_ids() -> Non
     assert other_type.error == ErrorCode.INCONSISTENT_GROUP_PROTOCOL
     disjoint = result_of(coordinator.join_group(join_request(protocols=[("sticky", b"")])))
     assert disjoint.error == ErrorCode.INCONSISTENT_GROUP_PROTOCOL
+    no_protocols = result_of(coordinator.join_group(join_request(group_id="h", protocols=[])))
+    assert no_protocols.error == ErrorCode.INCONSISTENT_GROUP_PROTOCOL
     too_short = result_of(coordinator.join_group(join_request(group_id="h", session_ms=999)))
     assert too_short.error == ErrorCode.INVALID_SESSION_TIMEOUT
     too_long = result_of(coordinator.join_group(join_request(group_id="h", session_ms=60_001)))

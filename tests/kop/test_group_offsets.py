@@ -194,6 +194,19 @@ def test_offset_delete_in_an_empty_group_and_for_unsubscribed_topics_only() -> N
     assert result_of(coordinator.delete_offsets("g", [T1])) == (ErrorCode.GROUP_ID_NOT_FOUND, {})
 
 
+def test_members_with_unreadable_subscriptions_count_as_subscribed_to_everything() -> None:
+    coordinator, clock, _ = start_coordinator()
+    joined = coordinator.join_group(join_request(instance_id="i",
+                                                 protocols=[("range", b"\xff\xfe garbage")]))
+    clock.advance(3)
+    member = result_of(joined).member_id
+    result_of(coordinator.sync_group("g", 1, member, "i", None, None, {member: b"a"}))
+    assert coordinator.group("g").subscribed_topics is None
+    result_of(commit(coordinator, {OTHER: 3}, member_id=member, generation=1, instance_id="i"))
+    assert result_of(coordinator.delete_offsets("g", [OTHER])) == (
+        ErrorCode.NONE, {OTHER: ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC})
+
+
 def test_offset_delete_refuses_non_consumer_groups_with_members() -> None:
     coordinator, clock, _ = start_coordinator()
     joined = coordinator.join_group(join_request(instance_id="w", protocol_type="connect"))
