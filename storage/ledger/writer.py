@@ -14,6 +14,8 @@ When a node of the ensemble fails, the writer repairs the ensemble without faili
 A lost compare-and-set means someone else (a recovery) changed the metadata, and a node
 answering "fenced" means the same: the writer then fails every pending and later append with
 LedgerFencedError.
+With Qa < Qw, entries acknowledged while a node was failing lack that node's copy; the
+writer marks the ledger under-replicated so that auto-recovery checks it once it is closed.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from storage.ledger.node_pool import NodePool
 from storage.ledger.quorum import AckQueue, PendingEntry, choose_replacements
 from storage.ledger.reader import ReadHandle
 from storage.ledger.settings import LedgerClientSettings
+from storage.ledger.under_replication import UnderReplication
 from storage.node import errors as node_errors
 
 log = logging.getLogger(__name__)
@@ -122,6 +125,7 @@ class WriteHandle(ReadHandle):
         # Ensemble indexes whose node failed and is not yet replaced or back: index → address.
         self._unavailable: dict[int, str] = {}
         self._repairing = False
+        self._reported_missing_copies = False
         self._holding_completions = False
         self._completing = False
         self._complete_again = False
@@ -232,9 +236,23 @@ class WriteHandle(ReadHandle):
         )
         self._unavailable[index] = address
         self._pool.report_failure(address)
+        self._report_missing_copies(address)
         if not self._repairing:
             self._repairing = True
             defer.ensureDeferred(self._repair()).addErrback(self._on_repair_crashed)
+
+    def _report_missing_copies(self, address: str) -> None:
+        """With Qa < Qw, entries acknowledged without `address` stay a copy short even if it
+        answers again; mark the ledger so auto-recovery checks it once closed (once per
+        writer: the check covers every entry)."""
+        if self._reported_missing_copies or self.metadata.ack_quorum == self.metadata.write_quorum:
+            return
+        self._reported_missing_copies = True
+        marking = defer.ensureDeferred(UnderReplication(self._ledger_store.store).mark(
+            self.ledger_id, frozenset(), f"its writer saw storage node {address} fail"))
+        marking.addErrback(lambda failure: log.warning(
+            "ledger %d: could not mark it under-replicated: %s", self.ledger_id,
+            failure.getErrorMessage()))
 
     def _fail(self, error: LedgerError) -> None:
         """Fail every pending and future append with `error`; the handle is unusable after."""

@@ -357,3 +357,36 @@ def test_an_unreadable_marker_still_gets_its_ledger_checked_and_cleared():
     assert markers(cluster) == {}
     assert_fully_replicated(cluster, metadata.ledger_id)
     result_of(service.stop())
+
+
+def test_entries_acknowledged_while_a_node_blinked_get_their_missing_copy():
+    """Qa < Qw: entries acknowledged by two of three nodes while the third failed for a
+    moment; it answers again and stays in the ensemble, without those entries."""
+    cluster = listing_cluster(3)
+    writer = open_ledger(cluster, 5, ensemble=(3, 3, 2))
+    blinking = cluster.node(writer.metadata.current_ensemble.nodes[2])
+    blinking.down = True
+    for entry_id in range(5, 10):
+        assert result_of(writer.append(payload(writer.ledger_id, entry_id))) == entry_id
+    blinking.down = False
+    cluster.clock.advance(5)  # the writer finds it answering again
+    for entry_id in range(10, 12):
+        assert result_of(writer.append(payload(writer.ledger_id, entry_id))) == entry_id
+    result_of(writer.close())
+    assert blinking.stored_ids(writer.ledger_id) == [0, 1, 2, 3, 4, 10, 11]
+    assert "storage node n" in markers(cluster)[writer.ledger_id].reasons[0]
+    service = recovery(cluster, audit=False)
+    result_of(service.start())
+    assert markers(cluster) == {}
+    assert blinking.stored_ids(writer.ledger_id) == list(range(12))
+    assert_fully_replicated(cluster, writer.ledger_id)
+    result_of(service.stop())
+
+
+def test_with_equal_quorums_a_failing_node_leaves_no_marker():
+    cluster = listing_cluster(4)
+    writer = open_ledger(cluster, 5)
+    cluster.node(writer.metadata.current_ensemble.nodes[0]).down = True
+    for entry_id in range(5, 10):
+        assert result_of(writer.append(payload(writer.ledger_id, entry_id))) == entry_id
+    assert markers(cluster) == {}
