@@ -68,10 +68,17 @@ class FragmentRepairError(Exception):
     """One fragment could not be completed now (node unreachable, no intact source)."""
 
 
+class TargetRefusedError(FragmentRepairError):
+    """The target node refuses the ledger: it deleted its own copy earlier (a tombstone,
+    e.g. left by garbage collection of an unrecorded copy) and takes no more entries of it."""
+
+
 class LedgerRepairer:
     """Repairs one ledger at a time; see the module docstring."""
 
-    METADATA_ATTEMPTS = 3  # re-plans after losing a compare-and-set on the metadata
+    # Plans per repair: a lost compare-and-set on the metadata, or a replacement node that
+    # refuses the ledger, leads to a new plan.
+    PLAN_ATTEMPTS = 3
 
     def __init__(self, ledger_store: LedgerMetadataStore, pool: NodePool, *,
                  copy_window: int = DEFAULT_COPY_WINDOW,
@@ -85,7 +92,8 @@ class LedgerRepairer:
         """Restore the copies of `ledger_id`; nodes in `lost` (confirmed gone) are replaced."""
         lost = frozenset(lost)
         report = RepairReport(ledger_id, RepairOutcome.WAITING)
-        for _ in range(self.METADATA_ATTEMPTS):
+        refusing: set[str] = set()
+        for _ in range(self.PLAN_ATTEMPTS):
             try:
                 metadata, version = await self._ledgers.read(ledger_id)
             except NoSuchLedgerError:
@@ -95,12 +103,19 @@ class LedgerRepairer:
                 report.problems = [f"ledger is {metadata.state.value}: repaired once closed"]
                 return report
             live = self._pool.live_addresses()
-            plan = choose_targets(metadata, live, lost, self._rng, avoid=self._pool.suspects())
+            plan = choose_targets(metadata, live, lost, self._rng, avoid=self._pool.suspects(),
+                                  exclude=refusing)
             report.problems = list(plan.blocked)
             completed: dict[tuple[int, int], str] = {}
+            plan_again = False
             for target in plan.targets:
                 try:
                     report.entries_copied += await self._fill(metadata, target, live)
+                except TargetRefusedError as error:
+                    report.problems.append(str(error))
+                    refusing.add(target.address)
+                    plan_again = plan_again or target.is_replacement  # another may take it
+                    continue
                 except FragmentRepairError as error:
                     report.problems.append(str(error))
                     continue
@@ -119,10 +134,13 @@ class LedgerRepairer:
                 log.info("ledger %d: replaced %s", ledger_id, {
                     metadata.ensembles[number].nodes[index]: address
                     for (number, index), address in completed.items()})
+            if plan_again:
+                continue
             if not report.problems:
                 report.outcome = RepairOutcome.REPAIRED
             return report
-        report.problems.append("its metadata kept changing during the repair")
+        report.problems.append(f"gave up after {self.PLAN_ATTEMPTS} plans (metadata kept "
+                               "changing, or replacement nodes refused the ledger)")
         return report
 
     async def _fill(self, metadata: LedgerMetadata, target: FragmentTarget,
@@ -144,6 +162,9 @@ class LedgerRepairer:
             try:
                 await client.add_entry(metadata.ledger_id, entry_id, metadata.last_entry_id,
                                        stored, recovery=True)
+            except node_errors.NoSuchLedgerError as error:
+                raise TargetRefusedError(
+                    f"{target.address} refuses entries of the ledger: {error}") from None
             except node_errors.StorageNodeError as error:
                 raise FragmentRepairError(
                     f"{target.address} did not take entry {entry_id}: {error}") from None

@@ -117,16 +117,19 @@ def choose_targets(
     rng: random.Random,
     *,
     avoid: Iterable[str] = (),
+    exclude: Iterable[str] = (),
     last_entry_id: int | None = None,
 ) -> RepairTargets:
     """Decide, for every fragment, which node must hold it.
 
     Live nodes keep their fragments. A node in `lost` that is not live is replaced in each
     segment naming it by a live node outside that segment's ensemble (nodes in `avoid`,
-    e.g. recently failing ones, only when nothing else is left). Empty fragments of lost
-    nodes are replaced too, so that no metadata names a lost node afterwards.
+    e.g. recently failing ones, only when nothing else is left; nodes in `exclude`, e.g.
+    ones refusing the ledger, never). Empty fragments of lost nodes are replaced too, so
+    that no metadata names a lost node afterwards.
     """
     live_set, lost_set = frozenset(live), frozenset(lost)
+    candidates = live_set - frozenset(exclude)
     avoided = frozenset(avoid)
     result = RepairTargets()
     for fragment in fragments(metadata, last_entry_id):
@@ -142,7 +145,8 @@ def choose_targets(
         taken = set(segment.nodes) | {
             chosen for (number, _), chosen in result.replacements.items()
             if number == fragment.segment_number}
-        replacement = _pick(live_set - avoided - taken, rng) or _pick(live_set - taken, rng)
+        replacement = (_pick(candidates - avoided - taken, rng)
+                       or _pick(candidates - taken, rng))
         if replacement is None:
             result.blocked.append(
                 f"no live node outside {list(segment.nodes)} to replace {address} "

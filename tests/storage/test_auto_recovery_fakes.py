@@ -29,7 +29,20 @@ from storage.node.api import encode_entry_bitmap
 
 
 class ListingNode(FakeNode):
-    """FakeNode plus LIST_ENTRIES."""
+    """FakeNode plus LIST_ENTRIES, and ledgers it deleted earlier and now refuses."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address)
+        self.refused: set[int] = set()
+        self.refusals = 0
+
+    def add_entry(self, ledger_id: int, entry_id: int, last_add_confirmed: int,
+                  payload: bytes, *, recovery: bool = False) -> defer.Deferred[None]:
+        if ledger_id in self.refused and not self.down:
+            self.refusals += 1
+            return defer.fail(node_errors.NoSuchLedgerError(f"ledger {ledger_id} was deleted"))
+        return super().add_entry(ledger_id, entry_id, last_add_confirmed, payload,
+                                 recovery=recovery)
 
     def list_entries(self, ledger_id: int, first_entry_id: int,
                      count: int) -> defer.Deferred[bytes]:
@@ -203,6 +216,25 @@ def test_entries_with_no_copy_left_keep_the_ledger_waiting_and_its_lost_node_nam
     # Index 0 (a) holds e % 3 in {0, 2}: entry 0 cannot be restored, so a stays named;
     # index 1 (b) lost entry 0 too. Only complete fragments get recorded.
     assert repaired.ensembles[0].nodes[0] == a and repaired.ensembles[0].nodes[1] == b
+
+
+def test_a_replacement_refusing_the_ledger_is_traded_for_another_node():
+    refusals = 0
+    for seed in range(6):
+        cluster = listing_cluster(5)
+        metadata = closed_ledger(cluster, 9)
+        refusing, willing = sorted(set(cluster.nodes) - set(metadata.ensembles[0].nodes))
+        cluster.node(refusing).refused.add(metadata.ledger_id)
+        gone = metadata.ensembles[0].nodes[0]
+        lose(cluster, gone)
+        report = LedgerRepairer(LedgerMetadataStore(cluster.store), cluster.pool,
+                                rng=random.Random(seed)).repair(metadata.ledger_id, {gone})
+        report = result_of(defer.ensureDeferred(report))
+        assert report.outcome is RepairOutcome.REPAIRED, report.problems
+        assert report.replacements == {(0, 0): willing}
+        assert_fully_replicated(cluster, metadata.ledger_id)
+        refusals += cluster.node(refusing).refusals
+    assert refusals > 0  # some seeds picked the refusing node first
 
 
 def test_a_deleted_ledger_is_reported_as_such():

@@ -87,6 +87,16 @@ def test_suspect_nodes_are_used_only_when_nothing_else_is_left():
     assert plan.replacements == {(0, 2): "d"}
 
 
+def test_excluded_nodes_are_never_chosen():
+    metadata = closed_ledger([(0, ["a", "b", "c"])], last_entry_id=5)
+    for seed in range(20):
+        plan = choose_targets(metadata, {"a", "b", "d", "e"}, {"c"}, random.Random(seed),
+                              exclude={"d"})
+        assert plan.replacements == {(0, 2): "e"}
+    plan = choose_targets(metadata, {"a", "b", "d"}, {"c"}, random.Random(0), exclude={"d"})
+    assert plan.replacements == {} and plan.blocked
+
+
 def test_nodes_away_but_not_confirmed_lost_and_missing_replacements_block_the_ledger():
     metadata = closed_ledger([(0, ["a", "b", "c"])], last_entry_id=5)
     waiting = choose_targets(metadata, live={"a", "b", "d"}, lost=set(), rng=random.Random(0))
