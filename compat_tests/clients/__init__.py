@@ -39,6 +39,7 @@ CLIENTS: dict[str, ClientInfo] = {
             "2.16.1 (librdkafka 2.16)",
         ),
         ClientInfo("kcat", "compat_tests.clients.kcat:KcatClient", "1.7.1 (librdkafka 2.0.2)"),
+        ClientInfo("kafkajs", "compat_tests.clients.kafkajs:KafkajsClient", "2.2.4 (Node.js)"),
     ]
 }
 

@@ -47,7 +47,7 @@ from compat_tests.model import (
     Record,
     Start,
 )
-from compat_tests.waiting import Deadline, WaitTimeout
+from compat_tests.waiting import WaitTimeout, wait_until
 
 KCAT = "kcat"
 _DELIVERED = re.compile(rb"Message delivered to partition (-?\d+) \(offset (-?\d+)\)")
@@ -57,7 +57,11 @@ _QUERY_ANSWER = re.compile(rb"\[(\d+)\] offset (-?\d+)")
 _REBALANCED = re.compile(rb"rebalanced \(memberid [^)]*\): (assigned|revoked): (.*)")
 _PARTITION_IN_LIST = re.compile(rb"\[(\d+)\]")
 _EARLIEST, _LATEST = -2, -1  # ListOffsets' special timestamps
-_DELIMITER_BYTES = 8
+# Odd, so that whole delimiters can pad any input to a multiple of kcat's read size.
+_DELIMITER_BYTES = 9
+# kcat reads its input in fixed-size chunks (1024 bytes in 1.7.1, measured; 128 in later
+# sources) and waits for a full chunk; padding to a multiple of 4096 fits both.
+_KCAT_READ_SIZE = 4096
 _GROUP_COMMIT_INTERVAL_MS = 100
 
 
@@ -220,6 +224,13 @@ def _stdin_for(records: list[Record]) -> tuple[bytes, bytes, bytes]:
         if keys_split_right and data.split(message_delimiter)[:-1] == lines:
             return data, message_delimiter, key_delimiter
     raise KcatFailed("no delimiter found that does not occur in the records")
+
+
+def _padding_to_chunk(length: int, message_delimiter: bytes) -> bytes:
+    """Empty lines (skipped by kcat) that bring `length` to a multiple of kcat's read
+    size, so kcat has read and produced every record without waiting for more input."""
+    count = (-length * pow(len(message_delimiter), -1, _KCAT_READ_SIZE)) % _KCAT_READ_SIZE
+    return message_delimiter * count
 
 
 def _producer_args(topic: str, run: _Run, options: ProducerOptions) -> list[str | bytes]:
@@ -441,47 +452,51 @@ class KcatClient(Client):
         args += ["-X", f"transactional.id={transactional_id}"]
         if commit:
             self._kcat(args, data)  # end of input commits the transaction
-            return
-        # Abort: send the records, wait until kcat reports them delivered (inside the
-        # open transaction), then interrupt it as a user would with Ctrl-C.
+        else:
+            self._abort(topic, run, args, data)
+
+    def _abort(self, topic: str, run: _Run, args: list[str | bytes], data: bytes) -> None:
+        """kcat aborts its transaction when interrupted (Ctrl-C) before its input ends.
+
+        The records must be in the log first, or the abort would only purge them from
+        kcat's queue. kcat reads its input in whole chunks and prints delivery
+        reports only while producing or at exit, so: the input is padded with empty
+        lines (which kcat skips) to a whole number of chunks, the log is watched until
+        the records are in it (its end offset, read_uncommitted), as a user would watch
+        it with a second kcat, and then kcat is interrupted and its input closed."""
+        if run.partition is None:
+            raise NotExpressible("watching the log for an aborted kcat transaction needs -p")
+        end_before = self._log_end(topic, run.partition)
+        message_delimiter = data[-_DELIMITER_BYTES:]
         process = subprocess.Popen(
             [KCAT, "-b", self.bootstrap, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        assert process.stdin is not None and process.stderr is not None
-        stderr = bytearray()
-        delivered = threading.Event()
-
-        def watch_stderr() -> None:
-            assert process.stderr is not None
-            for line in iter(process.stderr.readline, b""):
-                stderr.extend(line)
-                if len(_deliveries(bytes(stderr))) >= len(run.records):
-                    delivered.set()
-
-        watcher = threading.Thread(target=watch_stderr, daemon=True)
-        watcher.start()
-        process.stdin.write(data)
-        process.stdin.flush()
-        deadline = Deadline(DEFAULT_WAIT_SECONDS)
-        while not delivered.wait(0.05):
-            if process.poll() is not None or deadline.expired():
-                break
-        if delivered.is_set():
-            process.send_signal(signal.SIGINT)
-        process.stdin.close()  # kcat then stops reading and aborts the transaction
+        assert process.stdin is not None
         try:
-            process.wait(timeout=DEFAULT_WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        watcher.join(timeout=5)
-        if not delivered.is_set():
-            raise _first_error(bytes(stderr), process.returncode)
-        if b"Aborting transaction" not in stderr or b"ERROR" in stderr:
-            raise _first_error(bytes(stderr), process.returncode)
+            process.stdin.write(data + _padding_to_chunk(len(data), message_delimiter))
+            process.stdin.flush()
+            wait_until(
+                lambda: (
+                    process.poll() is not None
+                    or self._log_end(topic, run.partition) >= end_before + len(run.records)
+                ),
+                DEFAULT_WAIT_SECONDS,
+                "the transaction's records to reach the log",
+                interval=0.05,
+            )
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        finally:
+            try:  # closes kcat's input: it stops reading, then aborts if interrupted
+                _stdout, stderr = process.communicate(timeout=DEFAULT_WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                _stdout, stderr = process.communicate()
+        if process.returncode != 0 or b"Aborting transaction" not in stderr:
+            raise _first_error(stderr, process.returncode)
 
     # -- consuming -----------------------------------------------------------------
 
@@ -512,14 +527,19 @@ class KcatClient(Client):
         return _records(self._kcat(args).stdout)
 
     def _query(self, topic: str, partition: int, timestamp: int) -> int:
-        answer = self._kcat(["-Q", "-t", f"{topic}:{partition}:{timestamp}"]).stdout
+        # read_uncommitted: the end offset is the high watermark, as other clients report.
+        query = ["-Q", "-t", f"{topic}:{partition}:{timestamp}"]
+        answer = self._kcat([*query, *_isolation_args("read_uncommitted")]).stdout
         found = _QUERY_ANSWER.search(answer)
         if not found or int(found.group(1)) != partition:
             raise KcatFailed(f"unexpected kcat -Q answer: {answer[:200]!r}")
         return int(found.group(2))
 
+    def _log_end(self, topic: str, partition: int) -> int:
+        return self._query(topic, partition, _LATEST)
+
     def offsets(self, topic: str, partition: int) -> tuple[int, int]:
-        return self._query(topic, partition, _EARLIEST), self._query(topic, partition, _LATEST)
+        return self._query(topic, partition, _EARLIEST), self._log_end(topic, partition)
 
     def offset_for_time(self, topic: str, partition: int, timestamp: int) -> int | None:
         offset = self._query(topic, partition, timestamp)
