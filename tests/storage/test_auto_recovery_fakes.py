@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
 from test_ledger_fakes import Cluster, FakeNode, result_of
 from twisted.internet import defer
 
-from storage.ledger.auditor import AUDITOR_PATH, Auditor
+from storage.ledger.auditor import AUDITOR_PATH, INCARNATIONS_PATH, Auditor
 from storage.ledger.auto_recovery import AutoRecovery, AutoRecoverySettings
 from storage.ledger.entry_format import unframe_entry
 from storage.ledger.ledger_store import LedgerMetadataStore, ledger_path
@@ -422,3 +423,30 @@ def test_with_equal_quorums_a_failing_node_leaves_no_marker():
     for entry_id in range(5, 10):
         assert result_of(writer.append(payload(writer.ledger_id, entry_id))) == entry_id
     assert markers(cluster) == {}
+
+
+def test_damaged_metadata_is_reported_and_skipped_while_the_rest_is_audited(caplog):
+    cluster = listing_cluster(4)
+    good = closed_ledger(cluster, 5, seed=1)
+    gone = good.ensembles[0].nodes[0]
+    result_of(cluster.store.create(ledger_path(999), b"{not json"))
+    result_of(cluster.store.create(INCARNATIONS_PATH, b"\xff\xfe"))
+    auditor = started_auditor(cluster, grace_period=0.0)
+    lose(cluster, gone)
+    assert set(markers(cluster)) == {good.ledger_id}
+    assert "ledger 999: unreadable metadata" in caplog.text
+    assert "node-incarnations is unreadable" in caplog.text
+    incarnations = json.loads(cluster.store.nodes[INCARNATIONS_PATH].value)
+    # Rewritten whole: the live nodes, and the lost one that a ledger still names.
+    assert set(incarnations) == set(cluster.nodes)
+    result_of(defer.ensureDeferred(auditor.stop()))
+
+
+def test_settings_and_command_line_refuse_nonsense():
+    from storage.ledger.auto_recovery import main
+
+    for bad in ({"grace_period": -1}, {"audit_interval": 0}, {"retry_interval": -2},
+                {"copy_window": 0}):
+        with pytest.raises(ValueError):
+            AutoRecoverySettings(**bad)
+    assert main(["--metadata", "zk://127.0.0.1:1/x", "--grace-period", "-1"]) == 2

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import pytest_twisted
 
-from storage.ledger import LedgerClient, NodePool
+from storage.ledger import LedgerClient, LedgerMetadataError, NodePool
 from storage.ledger.gc import LedgerGarbageCollector
 from storage.ledger.ledger_store import ID_COUNTER_PATH, LedgerMetadataStore
 from storage.ledger.metadata import Segment
@@ -136,3 +136,16 @@ async def test_periodic_scans_run_until_stopped(layout):
     assert layout.node.ledger_ids() == []
     await collector.stop()
     assert not clock.getDelayedCalls()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_damaged_id_counter_stops_the_scan_with_a_clear_error(layout):
+    ledger_id = await layout.ledger()
+    await layout.metadata.delete(ledger_id)
+    found = await layout.store.get(ID_COUNTER_PATH)
+    await layout.store.set(ID_COUNTER_PATH, b"twelve", expected_version=found.version)
+    collector = layout.collector()
+    for _ in range(2):
+        with pytest.raises(LedgerMetadataError, match="not a ledger id"):
+            await collector.collect()
+    assert layout.node.ledger_ids() == [ledger_id]
