@@ -103,6 +103,9 @@ BROKER_DEFAULTS: dict[str, str] = {
     "auto.create.topics.enable": "true",
     "default.replication.factor": "1",
     "offsets.retention.minutes": "10080",
+    "offsets.retention.check.interval.ms": "600000",
+    "offsets.topic.num.partitions": "8",
+    "offset.metadata.max.bytes": "4096",
     "group.initial.rebalance.delay.ms": "3000",
     "group.min.session.timeout.ms": "6000",
     "group.max.session.timeout.ms": "1800000",
@@ -121,6 +124,8 @@ BROKER_CONFIG_TYPES: dict[str, ConfigType] = {
     "group.min.session.timeout.ms": ConfigType.INT,
     "group.max.session.timeout.ms": ConfigType.INT,
     "transaction.max.timeout.ms": ConfigType.INT,
+    "offsets.topic.num.partitions": ConfigType.INT,
+    "offset.metadata.max.bytes": ConfigType.INT,
 }
 
 
