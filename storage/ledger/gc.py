@@ -18,13 +18,18 @@ Safety margins, because deleting live data is the one mistake that cannot be und
   never deleted: they mean the node points at the wrong metadata store;
 - over-replicated ledgers are deleted under the ledger's re-replication lock, after reading
   the metadata again: a worker copies entries to a node before naming it in the metadata,
-  and holds that lock while it does.
+  and holds that lock while it does;
+- over-replicated ledgers are collected only while the node keeps the address it first
+  registered with (`confirmed_address`): ledgers name nodes by address, so a node moved to
+  a new address would otherwise find itself named nowhere and delete everything.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from twisted.internet import defer, task
@@ -36,6 +41,31 @@ from storage.ledger.under_replication import UnderReplication, parse_ledger_ids
 from storage.metadata.api import MetadataStore
 
 log = logging.getLogger(__name__)
+
+ADDRESS_FILE = "ledger-gc-address"
+"""In a node's data directory: the address its ledgers know it by."""
+
+
+def confirmed_address(data_dir: str | os.PathLike[str], address: str) -> str | None:
+    """`address` if the node in `data_dir` always registered with it (recorded on first
+    use), else None: over-replicated ledgers must then not be collected."""
+    path = Path(data_dir) / ADDRESS_FILE
+    try:
+        recorded = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        temporary = path.with_suffix(".tmp")
+        with open(temporary, "w", encoding="utf-8") as file:
+            file.write(address + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        return address
+    if recorded != address:
+        log.error("this node's ledgers know it as %s but it now registers as %s: ledgers not "
+                  "naming %s are kept (delete %s once they were re-replicated)", recorded,
+                  address, address, path)
+        return None
+    return address
 
 
 class LedgerHoldingNode(Protocol):

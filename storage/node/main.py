@@ -95,10 +95,11 @@ async def start_storage_node(data_dir: str | os.PathLike, listen: str,
             await node.close()
             raise
         if ledger_gc_interval:
-            from storage.ledger.gc import LedgerGarbageCollector
+            from storage.ledger.gc import LedgerGarbageCollector, confirmed_address
 
-            ledger_gc = LedgerGarbageCollector(store, node, address=address,
-                                               interval=ledger_gc_interval, clock=reactor)
+            ledger_gc = LedgerGarbageCollector(
+                store, node, address=confirmed_address(node.data_dir, address),
+                interval=ledger_gc_interval, clock=reactor)
             ledger_gc.start()
     return RunningStorageNode(node, listening_port, address, registration, ledger_gc)
 

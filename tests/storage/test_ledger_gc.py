@@ -9,7 +9,7 @@ import pytest
 import pytest_twisted
 
 from storage.ledger import LedgerClient, LedgerMetadataError, NodePool
-from storage.ledger.gc import LedgerGarbageCollector
+from storage.ledger.gc import LedgerGarbageCollector, confirmed_address
 from storage.ledger.ledger_store import ID_COUNTER_PATH, LedgerMetadataStore
 from storage.ledger.metadata import Segment
 from storage.ledger.under_replication import lock_path
@@ -149,3 +149,10 @@ async def test_a_damaged_id_counter_stops_the_scan_with_a_clear_error(layout):
         with pytest.raises(LedgerMetadataError, match="not a ledger id"):
             await collector.collect()
     assert layout.node.ledger_ids() == [ledger_id]
+
+
+def test_over_replication_is_collected_only_under_the_first_address(tmp_path, caplog):
+    assert confirmed_address(tmp_path, "10.0.0.5:3181") == "10.0.0.5:3181"
+    assert confirmed_address(tmp_path, "10.0.0.5:3181") == "10.0.0.5:3181"
+    assert confirmed_address(tmp_path, "node1:3181") is None
+    assert "know it as 10.0.0.5:3181 but it now registers as node1:3181" in caplog.text
