@@ -24,6 +24,11 @@ from dataclasses import dataclass, field, replace
 from twisted.internet import defer, task
 
 from kop.errors import KafkaError
+from kop.groups.placement import (
+    DEFAULT_TRANSACTION_STATE_PARTITIONS,
+    TRANSACTION_STATE_TOPIC,
+    coordinator_partition,
+)
 from kop.handlers.common import owned_partition
 from storage.metadata import BadVersionError, MetadataStore, NodeExistsError
 from wire.generated.error_codes import ErrorCode
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_EPOCH = 32767
 EXPIRY_CHECK_SECONDS = 1.0
+SWEEP_EVERY_TICKS = 10  # reload coordinated ids (takeovers) every 10 expiry checks
 
 EMPTY, ONGOING = "Empty", "Ongoing"
 PREPARE_COMMIT, PREPARE_ABORT = "PrepareCommit", "PrepareAbort"
@@ -87,6 +93,7 @@ class TransactionCoordinator:
         self._cache: dict[str, Transaction] = {}
         self._locks = _Keyed()
         self._expiry: task.LoopingCall | None = None
+        self._ticks = 0
         # Writes markers into partitions other brokers own (cluster mode: kop/cluster/markers.py);
         # without it, every partition of a transaction must be owned here.
         self.remote_markers = None
@@ -94,13 +101,23 @@ class TransactionCoordinator:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._sweep()
+        self._expiry = task.LoopingCall(self._abort_expired)
+        self._expiry.start(EXPIRY_CHECK_SECONDS, now=False)
+
+    async def _sweep(self) -> None:
+        """Load every transactional id this broker coordinates and finish the transactions a
+        previous coordinator left half-ended (after a restart or a takeover)."""
         for name in await self._store.children(self._root):
             transactional_id = urllib.parse.unquote(name)
+            try:
+                self._check_coordinator(transactional_id)
+            except KafkaError:
+                self._cache.pop(transactional_id, None)
+                continue
             found = await self._load(transactional_id)
             if found is not None and found.state in ENDING:
                 await self._with_lock(transactional_id, self._finish, found)
-        self._expiry = task.LoopingCall(self._abort_expired)
-        self._expiry.start(EXPIRY_CHECK_SECONDS, now=False)
 
     def stop(self) -> None:
         if self._expiry is not None and self._expiry.running:
@@ -137,7 +154,15 @@ class TransactionCoordinator:
         self._cache[transaction.transactional_id] = saved
         return saved
 
+    def _check_coordinator(self, transactional_id: str) -> None:
+        """Only the owner of the id's __transaction_state partition coordinates it."""
+        partition = coordinator_partition(transactional_id, DEFAULT_TRANSACTION_STATE_PARTITIONS)
+        if not self._broker.owns(TRANSACTION_STATE_TOPIC, partition):
+            raise KafkaError(ErrorCode.NOT_COORDINATOR,
+                             f"this broker does not coordinate transactional id {transactional_id}")
+
     async def _with_lock(self, transactional_id: str, action, *args):
+        self._check_coordinator(transactional_id)
         lock = self._locks.lock(transactional_id)
         await lock.acquire()
         try:
@@ -229,11 +254,6 @@ class TransactionCoordinator:
         started = current.started_ms if current.state == ONGOING else int(self._clock() * 1000)
         return replace(current, state=ONGOING, started_ms=started, **changes)
 
-    def check_producer_for_offsets(self, transactional_id: str, producer_id: int,
-                                   producer_epoch: int) -> None:
-        """TxnOffsetCommit: the producer must be current and have added the group."""
-        self._check_producer(self._cache.get(transactional_id), producer_id, producer_epoch)
-
     async def end_transaction(self, transactional_id: str, producer_id: int,
                               producer_epoch: int, commit: bool) -> None:
         async def end() -> None:
@@ -299,6 +319,9 @@ class TransactionCoordinator:
         return defer.ensureDeferred(self._abort_expired_now())
 
     async def _abort_expired_now(self) -> None:
+        self._ticks += 1
+        if self._ticks % SWEEP_EVERY_TICKS == 0:
+            await self._sweep()
         now_ms = int(self._clock() * 1000)
         for transaction in list(self._cache.values()):
             if transaction.state != ONGOING or now_ms - transaction.started_ms <= transaction.timeout_ms:
