@@ -315,10 +315,14 @@ async def test_a_node_back_with_a_wiped_disk_gets_its_copies_back(cluster_factor
         await threads.deferToThread(node.start)  # same address, empty disk
 
         async def refilled() -> bool:
-            if await cluster.markers():
-                return False
-            held = await held_bitmaps(cluster, writers[0].ledger_id)
-            return bool(held.get(victim))
+            for writer in writers:
+                metadata, _ = await cluster.metadata(writer.ledger_id)
+                expected = [e for e in range(metadata.last_entry_id + 1)
+                            if victim in replica_addresses(metadata, e)]
+                held = await held_bitmaps(cluster, writer.ledger_id)
+                if held.get(victim) != expected:
+                    return False
+            return True
 
         await until(refilled, "the wiped node to get its entries back")
     for writer in writers:
