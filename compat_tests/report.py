@@ -62,7 +62,9 @@ class Matrix:
     def set_cross_client(self, produced: dict[str, Outcome], consumed: dict[str, Outcome]) -> None:
         """Fills the producer x consumer table and one verdict per client: a client
         passes when its records are read correctly by every other client and it reads
-        every other client's records correctly."""
+        every other client's records correctly. A failing pair counts against the side
+        that fails with every partner (a consumer that reads nobody's records, or a
+        producer whose records nobody reads), against both sides when that is unclear."""
         pairs: dict[str, dict[str, dict[str, str]]] = {p: {} for p in produced}
         for consumer, outcome in consumed.items():
             if outcome.status != "pass":
@@ -84,7 +86,7 @@ class Matrix:
                     f"{producer} -> {consumer}: {result['detail']}"
                     for producer, row in pairs.items()
                     for consumer, result in row.items()
-                    if client in (producer, consumer) and result["status"] != "pass"
+                    if result["status"] != "pass" and client in _blamed(pairs, producer, consumer)
                 ]
                 verdict = Outcome("fail", failures[0]) if failures else Outcome("pass")
             verdict.seconds = produced[client].seconds + consumed[client].seconds
@@ -154,6 +156,19 @@ class Matrix:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n")
+
+
+def _blamed(pairs: dict[str, dict[str, dict[str, str]]], producer: str, consumer: str) -> set[str]:
+    """Which side a failing producer -> consumer pair counts against (see set_cross_client)."""
+    consumer_fails_all = all(
+        row[consumer]["status"] != "pass" for row in pairs.values() if consumer in row
+    )
+    producer_fails_all = all(result["status"] != "pass" for result in pairs[producer].values())
+    if consumer_fails_all and not producer_fails_all:
+        return {consumer}
+    if producer_fails_all and not consumer_fails_all:
+        return {producer}
+    return {producer, consumer}
 
 
 # -- Markdown ----------------------------------------------------------------------

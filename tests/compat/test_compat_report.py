@@ -108,3 +108,23 @@ def test_cross_client_verdict_blames_both_sides_of_a_failing_pair():
     assert matrix.get("cross_client", "b").detail == "a -> b: value differs"
     assert matrix.get("cross_client", "c").status == "pass"
     assert matrix.cross_client["a"]["b"]["status"] == "fail"
+
+
+def test_cross_client_blames_the_side_that_fails_with_every_partner():
+    matrix = Matrix.empty("tansu", "", ["a", "b", "c"], ["cross_client"])
+    produced = {c: Outcome("pass") for c in "abc"}
+    ok = {"status": "pass", "detail": ""}
+    cannot_connect = Outcome("fail", "cannot connect")  # c reads nobody's records
+    consumed = {
+        "a": Outcome("pass", data={"consumed": {"b": ok, "c": ok}}),
+        "b": Outcome("pass", data={"consumed": {"a": ok, "c": ok}}),
+        "c": cannot_connect,
+    }
+    matrix.set_cross_client(produced, consumed)
+    assert {x: matrix.get("cross_client", x).status for x in "abc"} == {
+        "a": "pass",
+        "b": "pass",
+        "c": "fail",
+    }
+    assert matrix.get("cross_client", "c").detail == "a -> c: cannot connect"
+    assert matrix.cross_client["a"]["c"]["status"] == "fail"  # the table still shows the pair
