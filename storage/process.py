@@ -91,18 +91,27 @@ class ServiceProcess:
             self._process.kill()
         self._reap()
 
-    def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM and wait for a clean exit; returns the exit code."""
+    def stop(self, stop_signal: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """SIGTERM (or `stop_signal`) and wait for the exit; returns the exit code."""
         if self._process is None:
             return 0
         if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
+            self._process.send_signal(stop_signal)
+        return self.wait(timeout)
+
+    def send_signal(self, signal_number: int) -> None:
+        assert self._process is not None, f"{self.name} was never started"
+        self._process.send_signal(signal_number)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """Wait for the process to exit; returns the exit code (kills it after `timeout`)."""
+        assert self._process is not None, f"{self.name} was never started"
         try:
             code = self._process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise ServiceProcessError(
-                f"{self.name} ignored SIGTERM for {timeout} s:\n{self.log_text()}") from None
+                f"{self.name} did not exit within {timeout} s:\n{self.log_text()}") from None
         self._reap()
         return code
 
