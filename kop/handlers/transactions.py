@@ -50,13 +50,9 @@ async def _add_partitions(ctx, request) -> AddPartitionsToTxnResponse:
         for key in wanted:
             codes.setdefault(key, ErrorCode.OPERATION_NOT_ATTEMPTED)
     else:
-        try:
-            await _coordinator(ctx).add_partitions(
-                request.v3_and_below_transactional_id, request.v3_and_below_producer_id,
-                request.v3_and_below_producer_epoch, wanted)
-            code = ErrorCode.NONE
-        except KafkaError as exc:
-            code = fencing_code(exc, ctx.api_version, 2)
+        code = await _outcome(ctx, lambda coordinator: coordinator.add_partitions(
+            request.v3_and_below_transactional_id, request.v3_and_below_producer_id,
+            request.v3_and_below_producer_epoch, wanted))
         codes = dict.fromkeys(wanted, code)
 
     by_topic: dict[str, list] = {}
@@ -74,13 +70,18 @@ def handle_add_partitions_to_txn(ctx, request) -> defer.Deferred[AddPartitionsTo
     return defer.ensureDeferred(_add_partitions(ctx, request))
 
 
-async def _add_offsets(ctx, request) -> AddOffsetsToTxnResponse:
+async def _outcome(ctx, action) -> ErrorCode:
+    """The error code of one coordinator call, as this request version names it."""
     try:
-        await _coordinator(ctx).add_group(request.transactional_id, request.producer_id,
-                                          request.producer_epoch, request.group_id)
-        code = ErrorCode.NONE
+        await action(_coordinator(ctx))
     except KafkaError as exc:
-        code = fencing_code(exc, ctx.api_version, 2)
+        return fencing_code(exc, ctx.api_version, 2)
+    return ErrorCode.NONE
+
+
+async def _add_offsets(ctx, request) -> AddOffsetsToTxnResponse:
+    code = await _outcome(ctx, lambda coordinator: coordinator.add_group(
+        request.transactional_id, request.producer_id, request.producer_epoch, request.group_id))
     return AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=code)
 
 
@@ -90,12 +91,9 @@ def handle_add_offsets_to_txn(ctx, request) -> defer.Deferred[AddOffsetsToTxnRes
 
 
 async def _end_txn(ctx, request) -> EndTxnResponse:
-    try:
-        await _coordinator(ctx).end_transaction(request.transactional_id, request.producer_id,
-                                                request.producer_epoch, request.committed)
-        code = ErrorCode.NONE
-    except KafkaError as exc:
-        code = fencing_code(exc, ctx.api_version, 2)
+    code = await _outcome(ctx, lambda coordinator: coordinator.end_transaction(
+        request.transactional_id, request.producer_id, request.producer_epoch,
+        request.committed))
     return EndTxnResponse(throttle_time_ms=0, error_code=code)
 
 
