@@ -68,6 +68,7 @@ class Driver:
         )
         self._ids = itertools.count(1)
         self._pending: dict[int, Future[Any]] = {}
+        self._exited = False  # set, under the lock, once the driver's stdout has ended
         self._lock = threading.Lock()
         threading.Thread(target=self._read_answers, name="kafkajs-answers", daemon=True).start()
 
@@ -88,12 +89,15 @@ class Driver:
                 future.set_result(answer.get("result"))
         with self._lock:
             pending, self._pending = self._pending, {}
+            self._exited = True
         for future in pending.values():
             future.set_exception(KafkajsFailed("the kafkajs driver exited"))
 
     def call(self, op: str, seconds: float = _ANSWER_SECONDS, **args: Any) -> Any:
         future: Future[Any] = Future()
         with self._lock:
+            if self._exited:
+                raise KafkajsFailed(f"the kafkajs driver has exited ({self.process.poll()})")
             request_id = next(self._ids)
             self._pending[request_id] = future
             line = json.dumps({"id": request_id, "op": op, "args": args}) + "\n"

@@ -204,10 +204,17 @@ def _runs(batch: list[Record]) -> list[_Run]:
     return runs
 
 
+def _key_delimiter_at(record: Record) -> int:
+    """Where the key delimiter sits in the record's input line; -1: nowhere."""
+    if record.key is not None:
+        return len(record.key)
+    return 0 if record.value is None else -1  # null key and value: an empty key, with -Z
+
+
 def _line(record: Record, key_delimiter: bytes) -> bytes:
-    if record.key is None:
+    if _key_delimiter_at(record) < 0:
         return record.value or b""  # no key delimiter in the line: kcat sends a null key
-    return record.key + key_delimiter + (record.value or b"")
+    return (record.key or b"") + key_delimiter + (record.value or b"")
 
 
 def _stdin_for(records: list[Record]) -> tuple[bytes, bytes, bytes]:
@@ -218,7 +225,7 @@ def _stdin_for(records: list[Record]) -> tuple[bytes, bytes, bytes]:
         lines = [_line(record, key_delimiter) for record in records]
         data = message_delimiter.join(lines) + message_delimiter
         keys_split_right = all(
-            line.find(key_delimiter) == (-1 if record.key is None else len(record.key))
+            line.find(key_delimiter) == _key_delimiter_at(record)
             for record, line in zip(records, lines, strict=True)
         )
         if keys_split_right and data.split(message_delimiter)[:-1] == lines:
