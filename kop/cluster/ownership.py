@@ -147,6 +147,7 @@ class ZooKeeperOwnership(Ownership):
         self._session_generation = 0  # +1 on every session loss
         self._registering: defer.Deferred[None] | None = None
         self._renewing = False
+        self._lapse_reported = False
         self._lease_loop: task.LoopingCall | None = None
         self._started = False
         self._stopping = False
@@ -399,6 +400,7 @@ class ZooKeeperOwnership(Ownership):
                 return
             if found is not None and self._incarnation_of(found.value) == incarnation:
                 self._lease.renew(sent_at)
+                self._lapse_reported = False
             elif found is None and self._registered:
                 # Deleted by hand, or our session expired and ZooKeeper has yet to say so:
                 # serve nothing until registered again (or until LOST drops our claims).
@@ -552,13 +554,26 @@ class ZooKeeperOwnership(Ownership):
 
     def owns(self, topic: str, partition: int) -> bool:
         key = (topic, partition)
-        if not self.serving() or key in self._handing_off:
+        if not self.serving():
+            self._note_lapsed_lease()
+            return False
+        if key in self._handing_off:
             return False
         if key in self._held:
             return True
         if topic in self._claim_before_serving or self.is_claimed(topic, partition):
             return False
         return self.designated_owner(topic, partition) == self.broker_id
+
+    def _note_lapsed_lease(self) -> None:
+        """Say once per lapse why partitions held here are refused."""
+        if self._registered and self._held and not self._lease.valid() \
+                and not self._lapse_reported:
+            self._lapse_reported = True
+            log.warning("broker %d: no proof for %.1f s that its metadata session lives (a "
+                        "long pause?): its session lease lapsed, refusing its %d partitions "
+                        "until the session is confirmed", self.broker_id, self._lease.duration,
+                        len(self._held))
 
     def holds(self, topic: str, partition: int) -> bool:
         return (topic, partition) in self._held
