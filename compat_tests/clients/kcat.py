@@ -13,7 +13,9 @@ What kcat can express, and how:
   the value null too).
 - consume: `kcat -C -J` (one JSON object per record: key, payload, headers, offset,
   timestamp) from `-o beginning|end|<offset>|s@<timestamp>`, ending at the end of the
-  partition (-e); the end offset comes from kcat's "Reached end of topic" line.
+  partition (-e); the end offset comes from kcat's "Reached end of topic" line. JSON
+  rather than a -f format string: -f prints headers as "name=value,..." which cannot be
+  split back when a header value holds ',' or '=', while -J keeps every byte.
 - offsets: `kcat -Q -t topic:partition:<time>`, with Kafka's -2 (earliest) and -1
   (latest) for the log start and end offsets.
 - groups: `kcat -G group topic` as a long-running process; its assignment comes from

@@ -67,7 +67,10 @@ SCENARIOS: dict[str, Scenario] = {
             deadline_seconds=90.0,
         ),
         Scenario(
-            "seek", "seek to beginning/end/timestamp, offsets for times, end offset", positions.seek
+            "seek",
+            "seek to beginning/end/timestamp, offsets for times, end offset",
+            positions.seek,
+            deadline_seconds=90.0,  # six reads; a kafkajs read joins a new group each time
         ),
         Scenario(
             "admin_topics",
