@@ -103,7 +103,8 @@ class PeerClient:
             reactor = global_reactor
         self._reactor: IReactorTCP | IReactorTime = reactor
         self.timeout = timeout
-        self._connections: dict[str, defer.Deferred[_PeerProtocol]] = {}
+        self._connections: dict[str, _PeerProtocol] = {}
+        self._connecting: dict[str, list[defer.Deferred[_PeerProtocol]]] = {}
 
     def call(self, address: str, api_key: int, api_version: int,
              message: Message) -> defer.Deferred[Message]:
@@ -125,24 +126,27 @@ class PeerClient:
                 timer.cancel()
 
     async def _connection(self, address: str) -> _PeerProtocol:
-        existing = self._connections.get(address)
-        if existing is not None:
-            connection = await existing
-            if not connection.closed:
-                return connection
-            if self._connections.get(address) is existing:
-                del self._connections[address]
-            return await self._connection(address)
-        connecting = defer.ensureDeferred(self._connect(address))
-        self._connections[address] = connecting
+        connection = self._connections.get(address)
+        if connection is not None and not connection.closed:
+            return connection
+        waiter: defer.Deferred[_PeerProtocol] = defer.Deferred()
+        waiters = self._connecting.get(address)
+        if waiters is not None:  # a connection is being made: share it
+            waiters.append(waiter)
+            return await waiter
+        self._connecting[address] = [waiter]
+        defer.ensureDeferred(self._connect(address)).addBoth(self._connected, address)
+        return await waiter
 
-        def forget(failure: Failure) -> Failure:
-            if self._connections.get(address) is connecting:
-                del self._connections[address]
-            return failure
-
-        connecting.addErrback(forget)
-        return await connecting
+    def _connected(self, result: _PeerProtocol | Failure, address: str) -> None:
+        waiters = self._connecting.pop(address, [])
+        if not isinstance(result, Failure):
+            self._connections[address] = result
+        for waiter in waiters:
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
 
     async def _connect(self, address: str) -> _PeerProtocol:
         host, _, port = address.rpartition(":")
@@ -155,10 +159,6 @@ class PeerClient:
             raise PeerUnavailableError(f"cannot connect to {address}: {exc}") from exc
 
     async def close(self) -> None:
-        connecting, self._connections = list(self._connections.values()), {}
-        for pending in connecting:
-            try:
-                connection = await pending
-            except Exception:
-                continue
+        connections, self._connections = list(self._connections.values()), {}
+        for connection in connections:
             connection.abort(PeerUnavailableError("the peer client is closed"))

@@ -173,3 +173,21 @@ def test_broker_joins(cluster):
             assert f"handed {TOPIC}-{partition} off to broker 4" in cluster.log_of(old_owner)
 
     run_through(cluster, add_a_broker)
+
+
+def test_broker_graceful_stop(cluster, record_property):
+    def stop_the_coordinator(workload: Workload) -> None:
+        handed_off = partitions_of(cluster, COORDINATOR)
+        stopping_at = time.monotonic()
+        assert cluster.brokers[COORDINATOR].stop() == 0
+        first = workload.wait_for_acks(stopping_at, handed_off, 60)
+        took = max(first.values()) - stopping_at
+        record_property("handoff_seconds", round(took, 2))
+        print(f"\nhand-off after SIGTERM of broker {COORDINATOR}: {took:.2f} s")
+        log = cluster.log_of(COORDINATOR)
+        for partition in handed_off:  # closed cleanly and released, not left to expire
+            assert f"released {TOPIC}-{partition}" in log
+        assert "released __consumer_offsets-" in log
+
+    run_through(cluster, stop_the_coordinator)
+    assert cluster.group_coordinator(GROUP) != COORDINATOR
