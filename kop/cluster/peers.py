@@ -64,12 +64,13 @@ class _PeerProtocol(protocol.Protocol):
     def _answer(self, frame: bytes) -> None:
         if not self._pending:
             raise PeerUnavailableError("a response nobody asked for")
-        correlation = next(iter(self._pending))
-        api_key, api_version, answer = self._pending.pop(correlation)
+        correlation, (api_key, api_version, answer) = next(iter(self._pending.items()))
+        # Decode before letting go of the request: a bad answer fails it with the rest.
         answered_correlation, response = decode_response(frame, api_key, api_version)
         if answered_correlation != correlation:
             raise PeerUnavailableError(
                 f"response to request {answered_correlation}, expected {correlation}")
+        del self._pending[correlation]
         answer.callback(response)
 
     def abort(self, error: PeerUnavailableError) -> None:
