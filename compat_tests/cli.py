@@ -94,7 +94,7 @@ def run_against(
     )
     run_id = uuid.uuid4().hex[:8]
     log_dir = args.report / "logs" / name if args.report else None
-    with Broker(kind).start() if kind else contextlib.nullcontext() as broker:
+    with Broker(kind) if kind else contextlib.nullcontext() as broker:  # enter starts it
         address = broker.bootstrap if broker is not None else bootstrap
         runner = Runner(
             address, run_id, jobs=args.jobs, log_dir=log_dir, progress=log or (lambda line: None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 
+from compat_tests.brokers import Broker
 from compat_tests.cli import main
 from compat_tests.clients import CLIENTS, unavailable_reason
 from compat_tests.model import Outcome
@@ -105,3 +106,22 @@ def test_a_failure_the_baseline_already_had_is_not_a_regression(
 
 def test_no_regression_exits_zero(tansu, tmp_path):
     assert run_cli(tansu.bootstrap, tmp_path, "pass") == 0
+
+
+def test_start_runs_one_broker_and_stops_it(monkeypatch, tmp_path):
+    started = []
+
+    class RecordingBroker(Broker):
+        def start(self) -> Broker:
+            result = super().start()
+            started.append(self.process)
+            return result
+
+    monkeypatch.setattr("compat_tests.cli.Broker", RecordingBroker)
+    code = main(
+        ["--start", "tansu", "--clients", "kafka-python", "--scenarios", "round_trip"]
+        + ["--report", str(tmp_path), "--quiet"]
+    )
+    assert code == 0
+    assert len(started) == 1
+    assert started[0].poll() is not None  # stopped, not left running
