@@ -138,7 +138,7 @@ def _replication(args: argparse.Namespace, parser: argparse.ArgumentParser
 def _run_broker(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from twisted.internet import defer
 
-    from kop.cluster.ownership import ClusterError
+    from kop.cluster.registration import ClusterError
     from kop.cluster.runner import start_cluster_broker, zookeeper_location
     from kop.standalone import run_until_signalled
 

@@ -2,8 +2,8 @@
 
 Three things are kept in the store (layout in kop/cluster/records.py):
 
-- Registration: each broker holds an ephemeral /brokers/<id> with its address. Every broker
-  watches /brokers, so all know the live set; a broker whose session ends drops out of it.
+- Registration (kop/cluster/registration.py): each broker holds an ephemeral /brokers/<id>
+  and watches the others, so all know the live set; a broker whose session ends drops out.
 - Designation: the owner a partition *should* have is computed by every broker from the live
   set (rendezvous hashing, kop/cluster/placement.py) — no coordination needed, and a change
   of the live set moves only the partitions of the broker that came or went.
@@ -33,33 +33,25 @@ Everything runs on the reactor thread; the store's watches and session events ar
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
-from typing import Any
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from kop.cluster.lease import SessionLease
 from kop.cluster.placement import designated_owner
 from kop.cluster.records import (
     BROKER_ID_COUNTER_PATH,
-    BROKERS_PATH,
-    BrokerRecord,
     ClaimRecord,
     ClusterPaths,
     ClusterRecordError,
-    broker_path,
     decode_epoch,
     encode_epoch,
-    parse_broker_id,
 )
-from kop.deferreds import follow
+from kop.cluster.registration import BrokerRegistration, ClusterError
+from kop.cluster.store_helpers import delete_if_mine, gather
 from kop.errors import KafkaError
 from kop.naming import Namespace
 from kop.ownership import BrokerAddress, Ownership
@@ -69,27 +61,18 @@ from storage.metadata import (
     MetadataError,
     MetadataStore,
     NodeExistsError,
-    NoNodeError,
-    SessionLostError,
-    SessionState,
 )
 from wire.generated.error_codes import ErrorCode
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ClusterError", "PartitionKey", "ZooKeeperOwnership", "allocate_broker_id"]
 
 PartitionKey = tuple[str, int]
 ChangeListener = Callable[[], None]
 
 # Compare-and-set attempts on a leader-epoch counter before giving up for now.
 EPOCH_ATTEMPTS = 10
-# Lease renewals per session timeout (each is one small read of our registration).
-RENEWALS_PER_TIMEOUT = 5
-# While an earlier registration of our id lingers, look again at least this often.
-REGISTRATION_RETRY_SECONDS = 1.0
-
-
-class ClusterError(RuntimeError):
-    """The broker cannot take its place in the cluster (e.g. its id is in use)."""
 
 
 async def allocate_broker_id(store: MetadataStore, first_id: int = 1000) -> int:
@@ -125,39 +108,15 @@ class ZooKeeperOwnership(Ownership):
                  monotonic: Callable[[], float] = time.monotonic,
                  registration_wait: float | None = None) -> None:
         super().__init__()
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor
-
-            reactor = global_reactor  # type: ignore[assignment]
-        self._reactor: Any = reactor
         self._store = store
-        self._address = address
+        self.registration = BrokerRegistration(
+            store, address, session_timeout=session_timeout, reactor=reactor,
+            monotonic=monotonic, registration_wait=registration_wait)
+        self.registration.add_session_lost_listener(self._drop_all_claims)
         self.paths = ClusterPaths(namespace)
-        self.session_timeout = session_timeout
         self._claim_before_serving = frozenset(claim_before_serving)
-        self._monotonic = monotonic
-        self._lease = SessionLease(session_timeout, monotonic)
-        # An earlier life of this broker id may hold the registration until its session
-        # expires; wait that long (and some) before concluding the id is taken.
-        self._registration_wait = (registration_wait if registration_wait is not None
-                                   else 2 * session_timeout + 5.0)
-
-        self._incarnation = ""
-        self._registered = False
-        self._session_generation = 0  # +1 on every session loss
-        self._registering: defer.Deferred[None] | None = None
-        self._renewing = False
-        self._lapse_reported = False
-        self._lease_loop: task.LoopingCall | None = None
-        self._started = False
         self._stopping = False
-        self.leaving = False
-
-        self._brokers: dict[int, BrokerRecord] = {}
-        self._brokers_refresh = 0
-        self._brokers_waiters: list[defer.Deferred[None]] = []
-        self._cancel_brokers_watch: Callable[[], None] | None = None
-        self._broker_watches: dict[int, Callable[[], None]] = {}
+        self._lapse_reported = False
 
         self._claims: dict[str, dict[int, ClaimRecord | None]] = {}  # observed, per topic
         self._claims_refresh: dict[str, int] = {}
@@ -168,21 +127,23 @@ class ZooKeeperOwnership(Ownership):
         self._acquiring: dict[PartitionKey, list[defer.Deferred[int]]] = {}
         self._handing_off: set[PartitionKey] = set()
         self._change_listeners: list[ChangeListener] = []
+        self.registration.add_change_listener(self._changed)
 
     # -- identity -------------------------------------------------------------------------------
 
     @property
     def broker_id(self) -> int:
-        return self._address().node_id
+        return self.registration.broker_id
 
     @property
-    def registered(self) -> bool:
-        return self._registered
+    def leaving(self) -> bool:
+        return self.registration.leaving
 
     def serving(self) -> bool:
         """True while this broker may serve partitions at all."""
-        return self._registered and not self.leaving and not self._stopping \
-            and self._lease.valid()
+        registration = self.registration
+        return registration.registered and not registration.leaving and not self._stopping \
+            and registration.lease.valid()
 
     def add_change_listener(self, listener: ChangeListener) -> None:
         """`listener()` runs after the live set or the known claims change, and after this
@@ -199,180 +160,22 @@ class ZooKeeperOwnership(Ownership):
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._started:
-            return
-        self._started = True
-        self._store.add_session_listener(self._session_changed)
-        # Watch first, then read: no change can fall between the two.
-        self._cancel_brokers_watch = self._store.watch(BROKERS_PATH, self._brokers_path_changed)
-        self._registering = defer.ensureDeferred(
-            self._register(deadline=self._monotonic() + self._registration_wait))
-        try:
-            await follow(self._registering)
-        finally:
-            self._registering = None
-        await self._refresh_brokers()
-        interval = max(0.05, self.session_timeout / RENEWALS_PER_TIMEOUT)
-        self._lease_loop = task.LoopingCall(self._renew_lease)
-        self._lease_loop.clock = self._reactor
-        self._lease_loop.start(interval, now=False)
+        await self.registration.start()
 
     async def leave(self) -> None:
         """Start a graceful exit: others stop designating partitions to this broker and this
         broker serves nothing more; its claims stay until each partition is closed."""
-        if self.leaving:
-            return
-        self.leaving = True
-        if not self._registered:
-            return
-        record = self._record()
-        try:
-            await self._store.set(broker_path(self.broker_id), record.to_json())
-        except MetadataError as exc:
-            log.warning("could not announce that broker %d is leaving: %s", self.broker_id, exc)
+        await self.registration.leave()
 
     async def stop(self) -> None:
         """Release every claim still held, then withdraw the registration."""
         self._stopping = True
-        if self._lease_loop is not None and self._lease_loop.running:
-            self._lease_loop.stop()
         for topic, partition in list(self._held):
             await self.release(topic, partition)
         for cancel in self._followed.values():
             cancel()
         self._followed.clear()
-        if self._cancel_brokers_watch is not None:
-            self._cancel_brokers_watch()
-            self._cancel_brokers_watch = None
-        for cancel in self._broker_watches.values():
-            cancel()
-        self._broker_watches.clear()
-        if self._registered:
-            self._registered = False
-            try:
-                await self._delete_if_mine(broker_path(self.broker_id),
-                                           self._is_incarnation(self._incarnation))
-            except MetadataError as exc:
-                log.info("could not withdraw broker %d (its session ends anyway): %s",
-                         self.broker_id, exc)
-        self._lease.revoke()
-
-    # -- registration -----------------------------------------------------------------------------
-
-    def _record(self) -> BrokerRecord:
-        address = self._address()
-        return BrokerRecord(broker_id=address.node_id, host=address.host, port=address.port,
-                            incarnation=self._incarnation, rack=address.rack,
-                            leaving=self.leaving)
-
-    def _incarnation_of(self, data: bytes) -> str | None:
-        try:
-            return BrokerRecord.from_json(self.broker_id, data).incarnation
-        except ClusterRecordError:
-            return None
-
-    def _is_incarnation(self, incarnation: str) -> Callable[[bytes], bool]:
-        return lambda data: self._incarnation_of(data) == incarnation
-
-    async def _register(self, deadline: float | None) -> None:
-        """Create /brokers/<id> for a new incarnation of this broker, in the current session.
-
-        An earlier life's registration (same id, a session not yet expired) is waited out,
-        until `deadline` (None: forever). A registration made through a session that ended
-        meanwhile is withdrawn and made again.
-        """
-        path = broker_path(self.broker_id)
-        waited_since: float | None = None
-        while True:
-            generation = self._session_generation
-            incarnation = secrets.token_hex(8)
-            record = replace(self._record(), incarnation=incarnation)
-            sent_at = self._monotonic()
-            try:
-                await self._store.create(path, record.to_json(), ephemeral=True)
-                created = True
-            except (NodeExistsError, ConnectionLossError):
-                found = await self._store.get(path)
-                if found is None:
-                    continue  # gone meanwhile (or our create failed): try again
-                created = self._incarnation_of(found.value) == incarnation
-            except SessionLostError:
-                if self._store.closed:
-                    raise
-                await self._brokers_change_or_timeout(REGISTRATION_RETRY_SECONDS)
-                continue  # the session expired under us: the store opens a new one
-            if created and generation == self._session_generation:
-                self._incarnation = incarnation
-                self._registered = True
-                self._lease.renew(sent_at)
-                log.info("broker %d registered at %s:%d", self.broker_id, record.host,
-                         record.port)
-                self._changed()
-                return
-            if created:
-                with contextlib.suppress(MetadataError):
-                    await self._delete_if_mine(path, self._is_incarnation(incarnation))
-                continue
-            now = self._monotonic()
-            if waited_since is None:
-                waited_since = now
-                log.warning("broker id %d is registered by another session (an earlier life "
-                            "of this broker, or another broker with the same id); waiting "
-                            "for it to go", self.broker_id)
-            if deadline is not None and now >= deadline:
-                raise ClusterError(
-                    f"broker id {self.broker_id} stayed registered by another live broker for "
-                    f"{now - waited_since:.0f} s: is another broker using this id?")
-            await self._brokers_change_or_timeout(REGISTRATION_RETRY_SECONDS)
-
-    def _brokers_change_or_timeout(self, timeout: float) -> defer.Deferred[None]:
-        waiter: defer.Deferred[None] = defer.Deferred()
-        self._brokers_waiters.append(waiter)
-
-        def give_up() -> None:
-            if waiter in self._brokers_waiters:
-                self._brokers_waiters.remove(waiter)
-                waiter.callback(None)
-
-        self._reactor.callLater(timeout, give_up)
-        return waiter
-
-    def _register_again(self) -> None:
-        if self._registering is not None or self._stopping:
-            return
-
-        def failed(failure: Any) -> None:
-            log.error("broker %d could not register again: %s", self.broker_id,
-                      failure.getErrorMessage())
-
-        def done(result: object) -> None:
-            self._registering = None
-            if not self._registered and not self._stopping and not self._store.closed:
-                # Try again later: a broker that is not registered serves nothing.
-                self._reactor.callLater(REGISTRATION_RETRY_SECONDS, self._register_again)
-
-        self._registering = defer.ensureDeferred(self._register(deadline=None))
-        self._registering.addErrback(failed)
-        self._registering.addBoth(done)
-
-    # -- session ----------------------------------------------------------------------------------
-
-    def _session_changed(self, state: SessionState) -> None:
-        if self._stopping:
-            return
-        if state is SessionState.LOST:
-            self._session_generation += 1
-            was_registered, self._registered = self._registered, False
-            self._lease.revoke()
-            self._drop_all_claims()
-            if was_registered:
-                log.warning("broker %d: metadata session lost; every claim went with it. "
-                            "Registering again.", self.broker_id)
-        elif state is SessionState.CONNECTED:
-            if self._registered:
-                self._renew_lease()
-            elif self._started and self._registering is None:
-                self._register_again()
+        await self.registration.stop()
 
     def _drop_all_claims(self) -> None:
         """The session that held our claims is gone: stop serving every claimed partition
@@ -386,90 +189,13 @@ class ZooKeeperOwnership(Ownership):
         for topic, partition in sorted(held):
             self._lost(topic, partition)
 
-    def _renew_lease(self) -> None:
-        """Prove the session alive: our registration, of this incarnation, still exists."""
-        if not self._registered or self._renewing:
-            return
-        self._renewing = True
-        sent_at = self._monotonic()
-        generation, incarnation = self._session_generation, self._incarnation
-
-        def answered(found: Any) -> None:
-            self._renewing = False
-            if generation != self._session_generation:
-                return
-            if found is not None and self._incarnation_of(found.value) == incarnation:
-                self._lease.renew(sent_at)
-                self._lapse_reported = False
-            elif found is None and self._registered:
-                # Deleted by hand, or our session expired and ZooKeeper has yet to say so:
-                # serve nothing until registered again (or until LOST drops our claims).
-                log.warning("broker %d: its registration is gone; registering again",
-                            self.broker_id)
-                self._registered = False
-                self._lease.revoke()
-                self._register_again()
-
-        def failed(failure: Any) -> None:
-            self._renewing = False
-            log.info("broker %d: lease renewal failed: %s", self.broker_id,
-                     failure.getErrorMessage())
-
-        self._store.get(broker_path(self.broker_id)).addCallbacks(answered, failed)
-
     # -- the live set -------------------------------------------------------------------------------
 
-    def _brokers_path_changed(self, path: str) -> None:
-        defer.ensureDeferred(self._refresh_brokers()).addErrback(
-            lambda failure: log.warning("refreshing the live brokers failed: %s",
-                                        failure.getErrorMessage()))
-
-    async def _refresh_brokers(self) -> None:
-        self._brokers_refresh += 1
-        refresh = self._brokers_refresh
-        names = await self._store.children(BROKERS_PATH)
-        ids = [broker_id for broker_id in map(parse_broker_id, names) if broker_id is not None]
-        found = await _gather([self._store.get(broker_path(broker_id)) for broker_id in ids])
-        if refresh != self._brokers_refresh:
-            return  # a later refresh started meanwhile: its answer wins
-        brokers: dict[int, BrokerRecord] = {}
-        for broker_id, node in zip(ids, found, strict=True):
-            if node is None:
-                continue
-            try:
-                brokers[broker_id] = BrokerRecord.from_json(broker_id, node.value)
-            except ClusterRecordError as exc:
-                log.warning("ignoring an unreadable broker registration: %s", exc)
-        self._brokers = brokers
-        self._watch_broker_nodes(ids)
-        waiters, self._brokers_waiters = self._brokers_waiters, []
-        for waiter in waiters:
-            waiter.callback(None)
-        self._changed()
-
-    def _watch_broker_nodes(self, ids: list[int]) -> None:
-        """A watch on /brokers sees brokers come and go; one on each broker's node also sees
-        its record change (a broker announcing that it is leaving)."""
-        if self._stopping:
-            return
-        for broker_id in set(self._broker_watches) - set(ids):
-            self._broker_watches.pop(broker_id)()
-        for broker_id in set(ids) - set(self._broker_watches):
-            self._broker_watches[broker_id] = self._store.watch(
-                broker_path(broker_id), self._brokers_path_changed)
-
     def live_brokers(self) -> list[BrokerAddress]:
-        return [BrokerAddress(record.broker_id, record.host, record.port, record.rack)
-                for _, record in sorted(self._brokers.items())]
-
-    def _candidates(self) -> list[int]:
-        """Brokers partitions may be designated to: live and not leaving (all live ones if
-        every broker is leaving, so that partitions still have somewhere to go)."""
-        staying = [b for b, record in self._brokers.items() if not record.leaving]
-        return staying or list(self._brokers)
+        return self.registration.live_brokers()
 
     def designated_owner(self, topic: str, partition: int) -> int | None:
-        return designated_owner(topic, partition, self._candidates())
+        return designated_owner(topic, partition, self.registration.candidates())
 
     # -- claims seen in the store ---------------------------------------------------------------------
 
@@ -502,7 +228,7 @@ class ZooKeeperOwnership(Ownership):
         refresh = self._claims_refresh[topic] = self._claims_refresh.get(topic, 0) + 1
         path = self.paths.claims_of(topic)
         names = [name for name in await self._store.children(path) if name.isdigit()]
-        found = await _gather([self._store.get(f"{path}/{name}") for name in names])
+        found = await gather([self._store.get(f"{path}/{name}") for name in names])
         if refresh != self._claims_refresh.get(topic) or topic not in self._followed:
             return
         claims: dict[int, ClaimRecord | None] = {}
@@ -540,7 +266,7 @@ class ZooKeeperOwnership(Ownership):
         if (topic, partition) in self._held:
             return self.broker_id
         claim = self.claim_of(topic, partition)
-        if claim is not None and claim.broker_id in self._brokers:
+        if claim is not None and claim.broker_id in self.registration.brokers():
             return claim.broker_id
         return self.designated_owner(topic, partition)
 
@@ -554,8 +280,8 @@ class ZooKeeperOwnership(Ownership):
 
     def owns(self, topic: str, partition: int) -> bool:
         key = (topic, partition)
+        self._note_lapsed_lease()
         if not self.serving():
-            self._note_lapsed_lease()
             return False
         if key in self._handing_off:
             return False
@@ -567,12 +293,14 @@ class ZooKeeperOwnership(Ownership):
 
     def _note_lapsed_lease(self) -> None:
         """Say once per lapse why partitions held here are refused."""
-        if self._registered and self._held and not self._lease.valid() \
-                and not self._lapse_reported:
+        lease = self.registration.lease
+        if lease.valid():
+            self._lapse_reported = False
+        elif self.registration.registered and self._held and not self._lapse_reported:
             self._lapse_reported = True
             log.warning("broker %d: no proof for %.1f s that its metadata session lives (a "
                         "long pause?): its session lease lapsed, refusing its %d partitions "
-                        "until the session is confirmed", self.broker_id, self._lease.duration,
+                        "until the session is confirmed", self.broker_id, lease.duration,
                         len(self._held))
 
     def holds(self, topic: str, partition: int) -> bool:
@@ -619,7 +347,8 @@ class ZooKeeperOwnership(Ownership):
                              f"{topic}-{partition} belongs to broker {designated}")
 
     async def _claim(self, topic: str, partition: int) -> int:
-        generation, incarnation = self._session_generation, self._incarnation
+        registration = self.registration
+        generation, incarnation = registration.session_generation, registration.incarnation
         epoch = await self._next_epoch(topic, partition)
         claim = ClaimRecord(self.broker_id, epoch, incarnation)
         path = self.paths.claim(topic, partition)
@@ -631,10 +360,11 @@ class ZooKeeperOwnership(Ownership):
                 self._claims_path_changed(topic)
                 raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER,
                                  f"{topic}-{partition} was claimed by another broker") from None
-        if generation != self._session_generation or not self._registered:
+        if generation != registration.session_generation or not registration.registered:
             # The session ended while we claimed: the claim is gone with it, or (created
             # through the next session) is not ours to keep.
-            await self._delete_if_mine(path, lambda data: _claim_or_none(data, path) == claim)
+            await delete_if_mine(self._store, path,
+                                 lambda data: _claim_or_none(data, path) == claim)
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER,
                              f"the metadata session ended while claiming {topic}-{partition}")
         self._held[(topic, partition)] = claim
@@ -685,19 +415,14 @@ class ZooKeeperOwnership(Ownership):
         if claims is not None and claims.get(partition) == claim:
             del claims[partition]
         try:
-            await self._delete_if_mine(path, lambda data: _claim_or_none(data, path) == claim)
+            await delete_if_mine(self._store, path,
+                                 lambda data: _claim_or_none(data, path) == claim)
         except MetadataError as exc:
             log.warning("could not delete the claim on %s-%d (it ends with the session): %s",
                         topic, partition, exc)
             return
         log.info("broker %d released %s-%d", self.broker_id, topic, partition)
 
-    async def _delete_if_mine(self, path: str, is_mine: Callable[[bytes], Any]) -> None:
-        found = await self._store.get(path)
-        if found is None or not is_mine(found.value):
-            return
-        with contextlib.suppress(NoNodeError, BadVersionError):  # gone or replaced meanwhile
-            await self._store.delete(path, expected_version=found.version)
 
 
 def _claim_or_none(data: bytes, where: str) -> ClaimRecord | None:
@@ -705,14 +430,3 @@ def _claim_or_none(data: bytes, where: str) -> ClaimRecord | None:
         return ClaimRecord.from_json(data, where)
     except ClusterRecordError:
         return None
-
-
-async def _gather(deferreds: list[defer.Deferred[Any]]) -> list[Any]:
-    """Results of Deferreds run together, in order; the first failure is raised."""
-    if not deferreds:
-        return []
-    try:
-        return await defer.gatherResults(deferreds, consumeErrors=True)
-    except defer.FirstError as error:
-        error.subFailure.raiseException()
-        raise  # not reached: raiseException always raises

@@ -22,8 +22,9 @@ import kop.handlers.txn_markers  # noqa: F401  (registers WriteTxnMarkers: clust
 from kop.broker import Broker, BrokerConfig, ReplicationSettings
 from kop.cluster.balancer import PartitionBalancer
 from kop.cluster.markers import RemoteMarkers
-from kop.cluster.ownership import ClusterError, ZooKeeperOwnership, allocate_broker_id
+from kop.cluster.ownership import ZooKeeperOwnership, allocate_broker_id
 from kop.cluster.peers import PeerClient
+from kop.cluster.registration import ClusterError
 from kop.groups import OFFSETS_TOPIC
 from kop.ownership import BrokerAddress
 from kop.server import KafkaServerFactory

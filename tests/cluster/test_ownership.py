@@ -7,8 +7,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, task
 
-from kop.cluster.ownership import ClusterError, ZooKeeperOwnership, allocate_broker_id
+from kop.cluster.ownership import ZooKeeperOwnership, allocate_broker_id
 from kop.cluster.records import BROKERS_PATH, ClaimRecord
+from kop.cluster.registration import ClusterError
 from kop.errors import KafkaError
 from kop.naming import Namespace
 from kop.ownership import BrokerAddress
@@ -80,7 +81,7 @@ async def test_claims_epochs_and_hand_off(cluster):
     assert await one.acquire("orders", partition) == 0
     assert await one.acquire("orders", partition) == 0  # held already: same claim
     await eventually(lambda: two.claim_of("orders", partition) == ClaimRecord(
-        1, 0, one._incarnation), message="the claim seen by broker 2")
+        1, 0, one.registration.incarnation), message="the claim seen by broker 2")
     assert two.leader_of("orders", partition) == 1
     assert two.leader_epoch_of("orders", partition) == 0
     assert not two.owns("orders", partition)
@@ -131,14 +132,14 @@ async def test_session_loss_drops_every_claim_then_registers_again(cluster):
         await one.acquire("orders", partition)
     lost: list[tuple[str, int]] = []
     one.add_lost_listener(lambda topic, partition: lost.append((topic, partition)))
-    old_incarnation = one._incarnation
+    old_incarnation = one.registration.incarnation
 
     await store_of(one).expire()
     assert sorted(lost) == [("orders", p) for p in mine]  # at once, before anything else
     assert one.held() == []
     assert not any(one.owns("orders", p) for p in mine)
-    await eventually(lambda: one.registered, message="registered again")
-    assert one._incarnation != old_incarnation
+    await eventually(lambda: one.registration.registered, message="registered again")
+    assert one.registration.incarnation != old_incarnation
     await everyone_sees([one, two], 2)
     # It claims again only through a fresh claim, with a higher epoch.
     assert await one.acquire("orders", mine[0]) == 1
@@ -198,7 +199,8 @@ async def test_a_restarted_broker_waits_for_its_earlier_life_to_go(cluster):
     restarting = defer.ensureDeferred(cluster(1, registration_wait=20))
     await first.stop()  # the earlier life's registration goes
     restarted = await restarting
-    assert restarted.registered and [b.node_id for b in restarted.live_brokers()] == [1]
+    assert restarted.registration.registered
+    assert [b.node_id for b in restarted.live_brokers()] == [1]
 
 
 @pytest_twisted.ensureDeferred
