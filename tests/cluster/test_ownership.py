@@ -8,7 +8,7 @@ import pytest_twisted
 from twisted.internet import defer, task
 
 from kop.cluster.ownership import ZooKeeperOwnership, allocate_broker_id
-from kop.cluster.records import BROKERS_PATH, ClaimRecord
+from kop.cluster.records import BROKERS_PATH, BrokerRecord, ClaimRecord
 from kop.cluster.registration import ClusterError
 from kop.errors import KafkaError
 from kop.naming import Namespace
@@ -236,3 +236,18 @@ async def test_allocated_broker_ids_are_unique(tmp_path):
             await allocate_broker_id(store)
     finally:
         await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreadable_registrations_are_left_out_of_the_live_set(cluster):
+    one = await cluster(1)
+    other = ExpirableStore(store_of(one).directory)
+    try:
+        await other.create(f"{BROKERS_PATH}/77", b"not json", ephemeral=True)
+        await other.create(f"{BROKERS_PATH}/lock", b"", ephemeral=True)
+        await other.create(f"{BROKERS_PATH}/2", BrokerRecord(2, "h", 9, "x").to_json(),
+                           ephemeral=True)
+        await eventually(lambda: [b.node_id for b in one.live_brokers()] == [1, 2])
+        assert 77 not in [one.designated_owner("orders", p) for p in range(100)]
+    finally:
+        await other.close()
