@@ -22,6 +22,8 @@ from benchmarks.stats import Summary
 RESULTS_MARKDOWN = "RESULTS.md"
 THROUGHPUT_PNG = "throughput.png"
 LATENCY_PNG = "latency_cdf.png"
+# Runs listed per broker under "Warnings"; the JSON has every one.
+WARNING_EXAMPLES = 3
 
 
 def format_number(value: float) -> str:
@@ -133,7 +135,14 @@ def markdown_report(results: Results) -> str:
     warnings = results.warnings()
     if warnings:
         lines += ["## Warnings", ""]
-        lines += [f"- round {m.round}, {m.broker}, {m.scenario}: {m.warning}" for m in warnings]
+        for broker in sorted({m.broker for m in warnings}):
+            own = [m for m in warnings if m.broker == broker]
+            lines.append(f"- {broker}: {len(own)} of {len(results.measured_by(broker))} runs, "
+                         f"for example:")
+            lines += [f"  - round {m.round}, {m.scenario}: {m.warning}"
+                      for m in own[:WARNING_EXAMPLES]]
+            if len(own) > WARNING_EXAMPLES:
+                lines.append(f"  - and {len(own) - WARNING_EXAMPLES} more (all in the JSON)")
         lines.append("")
     return "\n".join(lines)
 

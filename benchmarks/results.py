@@ -169,6 +169,9 @@ class Results:
         return [m for m in self.measurements
                 if m.scenario == scenario_key and m.broker == broker and m.ok]
 
+    def measured_by(self, broker: str) -> list[Measurement]:
+        return [m for m in self.measurements if m.broker == broker and m.ok]
+
     def failures(self) -> list[Measurement]:
         return [m for m in self.measurements if not m.ok]
 

@@ -50,7 +50,8 @@ def test_a_missed_goal_says_so(results):
 def test_report_lists_failures_warnings_and_conditions(results):
     markdown = markdown_report(results)
     assert "round 2, kop, consume/confluent-kafka/1024B/1p: WorkloadError: stalled" in markdown
-    assert "round 0, tansu, latency/confluent-kafka/1024B/1p/1000rps: odd watermark" in markdown
+    assert "- tansu: 2 of 12 runs, for example:" in markdown
+    assert "  - round 0, latency/confluent-kafka/1024B/1p/1000rps: odd watermark" in markdown
     assert "- note: synthetic" in markdown
     assert "| kop p99 | Tansu p99 | kop / Tansu |" in markdown
 
@@ -89,3 +90,14 @@ def test_report_command_on_a_bad_file_explains_and_fails(tmp_path, capsys):
 def test_write_report_names_what_it_wrote(results, tmp_path):
     written = write_report(results, tmp_path / "out")
     assert [p.name for p in written] == [RESULTS_MARKDOWN, THROUGHPUT_PNG, LATENCY_PNG]
+
+
+def test_many_warnings_are_summarised_not_listed(results):
+    from dataclasses import replace
+
+    results.measurements = [replace(m, warning="short watermark") if m.broker == "tansu" else m
+                            for m in results.measurements]
+    markdown = markdown_report(results)
+    assert "- tansu: 12 of 12 runs, for example:" in markdown
+    assert markdown.count(": short watermark") == 3
+    assert "  - and 9 more (all in the JSON)" in markdown
