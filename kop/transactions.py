@@ -254,6 +254,15 @@ class TransactionCoordinator:
         started = current.started_ms if current.state == ONGOING else int(self._clock() * 1000)
         return replace(current, state=ONGOING, started_ms=started, **changes)
 
+    def check_producer_for_offsets(self, transactional_id: str, producer_id: int,
+                                   producer_epoch: int) -> None:
+        """TxnOffsetCommit: a producer this broker knows to be fenced is refused. (The group
+        coordinator may be another broker than the transaction's coordinator; then, as in
+        Kafka, only the group's own checks apply.)"""
+        known = self._cache.get(transactional_id)
+        if known is not None and known.producer_id == producer_id:
+            self._check_producer(known, producer_id, producer_epoch)
+
     async def end_transaction(self, transactional_id: str, producer_id: int,
                               producer_epoch: int, commit: bool) -> None:
         async def end() -> None:
