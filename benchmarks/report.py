@@ -98,6 +98,11 @@ def conditions_lines(results: Results) -> list[str]:
     lines = []
     for key, value in results.conditions.items():
         lines.append(f"- {key.replace('_', ' ')}: {value}")
+    loads = [m.load_average for m in results.measurements if m.load_average is not None]
+    if loads:
+        lines.append(f"- 1-minute load average at the end of each run: {min(loads):.1f} to "
+                     f"{max(loads):.1f}, median {Summary.of(loads).median:.1f} (the benchmark "
+                     f"itself accounts for about 2)")
     for name, broker in results.brokers.items():
         lines.append(f"- {name}: {broker.get('description', '')} ({broker.get('version', '?')})")
     return lines
@@ -159,7 +164,7 @@ def _pyplot():
 def _thousands():
     from matplotlib.ticker import FuncFormatter
 
-    return FuncFormatter(lambda value, _position: f"{value:,.0f}")
+    return FuncFormatter(lambda value, _position: f"{value / 1000:,.0f}k" if value else "0")
 
 
 def _plain():

@@ -63,6 +63,9 @@ class Measurement:
     latency: LatencyFigures | None = None
     error: str | None = None
     warning: str | None = None
+    # The machine's 1-minute load average when the run ended (the benchmark's own client and
+    # broker add about 2): a run on a busy machine can be told from a slow broker.
+    load_average: float | None = None
 
     @property
     def ok(self) -> bool:

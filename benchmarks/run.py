@@ -11,6 +11,7 @@ as failed.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ class _Round:
             scenario.key, self.broker.name, self.round_number, outcome.records,
             outcome.payload_bytes, outcome.seconds, usage.cpu_seconds, usage.peak_rss_bytes,
             None if outcome.latencies_ms is None else LatencyFigures.of(outcome.latencies_ms),
-            warning=outcome.warning)
+            warning=outcome.warning, load_average=os.getloadavg()[0])
 
 
 def run_round(plan: Plan, broker: BrokerUnderTest, round_number: int,

@@ -24,7 +24,7 @@ def make_results() -> Results:
                 results.measurements.append(Measurement(
                     scenario.key, broker, round_number, records=rate * 10,
                     payload_bytes=rate * 10 * 1024, seconds=10.0, broker_cpu_seconds=2.0,
-                    broker_peak_rss_bytes=50_000_000))
+                    broker_peak_rss_bytes=50_000_000, load_average=2.0 + round_number))
             elif scenario.kind == "consume":
                 failed = broker == KOP and round_number == 2
                 results.measurements.append(Measurement(

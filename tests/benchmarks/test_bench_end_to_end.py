@@ -32,6 +32,7 @@ def test_cli_on_kop_writes_results_tables_and_plots(tmp_path, capsys):
     assert 0 < by_kind["consume"].records <= by_kind["produce"].records
     assert by_kind["produce"].seconds >= 1.0
     assert by_kind["produce"].broker_cpu_seconds > 0
+    assert by_kind["produce"].load_average is not None
     latency = next(m for m in results.measurements if m.scenario.endswith("/1000rps"))
     assert 800 <= latency.records <= 1000  # about 0.9 s at 1,000 rec/s after the warm-up
     assert latency.latency.p50_ms <= latency.latency.p99_ms <= latency.latency.max_ms

@@ -53,6 +53,7 @@ def test_report_lists_failures_warnings_and_conditions(results):
     assert "- tansu: 2 of 12 runs, for example:" in markdown
     assert "  - round 0, latency/confluent-kafka/1024B/1p/1000rps: odd watermark" in markdown
     assert "- note: synthetic" in markdown
+    assert "- 1-minute load average at the end of each run: 2.0 to 4.0, median 3.0" in markdown
     assert "| kop p99 | Tansu p99 | kop / Tansu |" in markdown
 
 
