@@ -241,10 +241,18 @@ def plot_latency_cdf(results: Results, path: Path) -> bool:
 
 
 def write_report(results: Results, out_dir: Path) -> list[Path]:
-    """Writes RESULTS.md and the plots into `out_dir`; returns the files written."""
+    """Writes RESULTS.md and the plots into `out_dir`; returns the files written. Without
+    matplotlib (the bench extra) the plots are skipped with a message, the tables written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / RESULTS_MARKDOWN]
     written[0].write_text(markdown_report(results))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("plots skipped: matplotlib is not installed (pip install -e '.[bench]'); "
+              f"python -m benchmarks.report {out_dir / 'results.json'} draws them later",
+              file=sys.stderr)
+        return written
     if plot_throughput(results, out_dir / THROUGHPUT_PNG):
         written.append(out_dir / THROUGHPUT_PNG)
     if plot_latency_cdf(results, out_dir / LATENCY_PNG):

@@ -1,5 +1,7 @@
 """benchmarks.report: the Markdown tables and PNG plots people read, from results alone."""
 
+import sys
+
 import pytest
 
 from benchmarks.report import (
@@ -102,3 +104,11 @@ def test_many_warnings_are_summarised_not_listed(results):
     assert "- tansu: 12 of 12 runs, for example:" in markdown
     assert markdown.count(": short watermark") == 3
     assert "  - and 9 more (all in the JSON)" in markdown
+
+
+def test_without_matplotlib_the_tables_are_still_written(results, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    written = write_report(results, tmp_path)
+    assert [p.name for p in written] == [RESULTS_MARKDOWN]
+    assert "plots skipped: matplotlib is not installed" in capsys.readouterr().err
+    assert not (tmp_path / THROUGHPUT_PNG).exists()
