@@ -307,6 +307,10 @@ class GroupCoordinator:
         partition = self._partitions.get(self.partition_for(group_id))
         if partition is None or partition.status is not PartitionStatus.LOADED:
             return defer.succeed(ErrorCode.NOT_COORDINATOR)
+        if not self._broker.owns(OFFSETS_TOPIC, partition.index):
+            # A timer may fire after ownership was lost but before it was reported (a broker
+            # frozen past its session): never write then; storage fencing is only the backstop.
+            return defer.succeed(ErrorCode.NOT_COORDINATOR)
         assert partition.log is not None
         written = partition.log.write(changes)
 
