@@ -1,4 +1,4 @@
-"""The `kop` command line: standalone, broker, storage-node, dev-cluster."""
+"""The `kop` command line: standalone, broker, storage-node, auto-recovery, dev-cluster."""
 
 from __future__ import annotations
 
@@ -64,6 +64,45 @@ def _add_replication_options(parser: argparse.ArgumentParser, defaults: tuple[in
                              f"(default {ack_quorum})")
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got '{value}'")
+    return seconds
+
+
+def _positive_seconds(value: str) -> float:
+    seconds = _seconds(value)
+    if seconds == 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got '{value}'")
+    return seconds
+
+
+def _add_auto_recovery_options(parser: argparse.ArgumentParser) -> None:
+    """Auto-recovery as every cluster broker runs it (storage/ledger/auto_recovery.py)."""
+    from storage.ledger.auto_recovery import AutoRecoverySettings
+
+    defaults = AutoRecoverySettings()
+    parser.add_argument("--no-auto-recovery", action="store_true",
+                        help="do not re-replicate ledgers in this broker (run `kop "
+                             "auto-recovery` elsewhere instead)")
+    parser.add_argument("--recovery-grace-period", type=_seconds, metavar="SECONDS",
+                        default=defaults.grace_period,
+                        help="how long a storage node may be away before its ledgers are "
+                             f"re-replicated (default {defaults.grace_period:g})")
+    parser.add_argument("--recovery-audit-interval", type=_positive_seconds, metavar="SECONDS",
+                        default=defaults.audit_interval,
+                        help="full audits at least this often, besides every storage-node "
+                             f"change (default {defaults.audit_interval:g})")
+    parser.add_argument("--recovery-retry-interval", type=_positive_seconds, metavar="SECONDS",
+                        default=defaults.retry_interval,
+                        help="how often ledgers that could not be repaired yet are tried "
+                             f"again (default {defaults.retry_interval:g})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kop", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
@@ -82,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "keep it across restarts)")
     _add_broker_options(broker)
     _add_replication_options(broker, (3, 2, 2))
+    _add_auto_recovery_options(broker)
 
     dev = sub.add_parser("dev-cluster", help="ZooKeeper, storage nodes and brokers on loopback")
     dev.add_argument("--brokers", type=_positive, default=3)
@@ -93,11 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ZooKeeper session timeout of every process, seconds (default 6)")
     dev.add_argument("--set", action="append", default=[], type=_setting,
                      metavar="NAME=VALUE", help="a broker setting, e.g. num.partitions=3")
+    dev.add_argument("--recovery-grace-period", type=_seconds, default=30.0, metavar="SECONDS",
+                     help="how long a storage node may be away before the brokers' "
+                          "auto-recovery re-replicates its ledgers (default 30)")
 
-    # Its options are the storage node's own (`kop storage-node --help` lists them).
+    # Their options are the services' own (`kop storage-node --help` lists them).
     sub.add_parser("storage-node", add_help=False,
                    help="a storage node serving replicated ledgers (--data-dir, --listen, "
                         "--metadata, ...)")
+    sub.add_parser("auto-recovery", add_help=False,
+                   help="re-replication on its own (every broker runs it too): --metadata, "
+                        "--grace-period, ...")
     return parser
 
 
@@ -135,6 +181,17 @@ def _replication(args: argparse.Namespace, parser: argparse.ArgumentParser
     return ReplicationSettings(args.ensemble_size, args.write_quorum, args.ack_quorum)
 
 
+def _auto_recovery(args: argparse.Namespace):
+    """The broker's auto-recovery settings, or None when it runs none."""
+    from storage.ledger.auto_recovery import AutoRecoverySettings
+
+    if args.no_auto_recovery:
+        return None
+    return AutoRecoverySettings(grace_period=args.recovery_grace_period,
+                                audit_interval=args.recovery_audit_interval,
+                                retry_interval=args.recovery_retry_interval)
+
+
 def _run_broker(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from twisted.internet import defer
 
@@ -150,8 +207,10 @@ def _run_broker(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     config = _broker_config(args)
     config.node_id = -1 if args.broker_id is None else args.broker_id
     config.replication = _replication(args, parser)
+    auto_recovery = _auto_recovery(args)
     return run_until_signalled(lambda: defer.ensureDeferred(
-        start_cluster_broker(args.metadata, listen_host, listen_port, config)))
+        start_cluster_broker(args.metadata, listen_host, listen_port, config,
+                             auto_recovery=auto_recovery)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         from storage.node.__main__ import main as storage_node_main
 
         return storage_node_main(argv[1:])
+    if argv[:1] == ["auto-recovery"]:
+        from storage.ledger.auto_recovery import main as auto_recovery_main
+
+        return auto_recovery_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "standalone":
@@ -173,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_dev_cluster(args.brokers, args.storage_nodes, args.base_dir,
                                session_timeout=args.session_timeout, settings=dict(args.set),
-                               log_level=args.log_level)
+                               log_level=args.log_level,
+                               recovery_grace_period=args.recovery_grace_period)
     return 2
 
 

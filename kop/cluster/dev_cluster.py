@@ -8,8 +8,9 @@ Everything lives under one base directory (a new temporary one unless given):
     ports.json            the ports chosen on the first run
 
 Ledgers name storage nodes by address, so a base directory keeps its ports: a second run on
-the same directory reuses them and finds every topic and record where it was. The command
-prints the bootstrap list and runs until Ctrl-C (or SIGTERM), then stops the brokers (they
+the same directory reuses them and finds every topic and record where it was. Every broker
+runs auto-recovery, so ledgers of a storage node that stays away longer than the grace period
+get their copies back on the others. The command prints the bootstrap list and runs until Ctrl-C (or SIGTERM), then stops the brokers (they
 hand their partitions off and close them cleanly), the storage nodes, and ZooKeeper.
 """
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from kop.broker import ReplicationSettings
 from kop.cluster.process import BrokerProcess, StorageNodeService
 from kop.cluster.zookeeper_server import ZooKeeperServerProcess
+from storage.ledger.auto_recovery import AutoRecoverySettings
 from storage.process import ServiceProcess
 
 PORTS_FILE = "ports.json"
@@ -75,13 +77,15 @@ def default_replication(storage_nodes: int) -> ReplicationSettings:
 def run_dev_cluster(brokers: int, storage_nodes: int, base_dir: str | None = None, *,
                     session_timeout: float = DEFAULT_SESSION_TIMEOUT,
                     replication: ReplicationSettings | None = None,
-                    settings: dict[str, str] | None = None, log_level: str = "INFO") -> int:
+                    settings: dict[str, str] | None = None, log_level: str = "INFO",
+                    recovery_grace_period: float = AutoRecoverySettings().grace_period) -> int:
     if brokers < 1 or storage_nodes < 1:
         raise SystemExit("a dev cluster needs at least one broker and one storage node")
     root = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="kop-dev-cluster-"))
     root.mkdir(parents=True, exist_ok=True)
     ports = DevClusterPorts.load_or_choose(root, brokers, storage_nodes)
     replication = replication or default_replication(storage_nodes)
+    auto_recovery = AutoRecoverySettings(grace_period=recovery_grace_period)
     zookeeper = ZooKeeperServerProcess(root / "zookeeper", ports.zookeeper)
     url = zookeeper.url("/kop", session_timeout)
     services: list[ServiceProcess] = [
@@ -91,7 +95,7 @@ def run_dev_cluster(brokers: int, storage_nodes: int, base_dir: str | None = Non
     services += [
         BrokerProcess(root / f"broker-{n}.log", url, broker_id=n, listen=f"127.0.0.1:{port}",
                       replication=replication, settings=settings, log_level=log_level,
-                      detached=True)
+                      auto_recovery=auto_recovery, detached=True)
         for n, port in enumerate(ports.brokers[:brokers], start=1)]
 
     stop_requested = threading.Event()
@@ -111,6 +115,8 @@ def run_dev_cluster(brokers: int, storage_nodes: int, base_dir: str | None = Non
         print(f"kop dev cluster ready: {brokers} broker(s), {storage_nodes} storage node(s), "
               f"E={replication.ensemble_size} Qw={replication.write_quorum} "
               f"Qa={replication.ack_quorum}", flush=True)
+        print(f"auto-recovery: in every broker, re-replicating a storage node's ledgers "
+              f"{recovery_grace_period:g} s after it goes away", flush=True)
         print(f"metadata: {url}", flush=True)
         print(f"logs: {root}", flush=True)
         print(f"bootstrap servers: {bootstrap}", flush=True)

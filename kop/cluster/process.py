@@ -20,9 +20,11 @@ from pathlib import Path
 
 from kop.broker import ReplicationSettings
 from kop.standalone import READY_LINE_PREFIX
+from storage.ledger.auto_recovery import AutoRecoverySettings
 from storage.node.main import READY_LINE_PREFIX as STORAGE_READY_LINE_PREFIX
 from storage.process import ServiceProcess
 
+DEFAULT_AUTO_RECOVERY = AutoRecoverySettings()
 SETSID = shutil.which("setsid")
 SETPRIV = shutil.which("setpriv")
 
@@ -37,12 +39,23 @@ def detach(command: Sequence[str]) -> list[str]:
     return [*prefix, *command]
 
 
+def auto_recovery_options(settings: AutoRecoverySettings | None) -> list[str]:
+    """The `kop broker` options that give it these auto-recovery settings (None: none)."""
+    if settings is None:
+        return ["--no-auto-recovery"]
+    return ["--recovery-grace-period", str(settings.grace_period),
+            "--recovery-audit-interval", str(settings.audit_interval),
+            "--recovery-retry-interval", str(settings.retry_interval)]
+
+
 class BrokerProcess(ServiceProcess):
     def __init__(self, log_path: str | os.PathLike, metadata_url: str, *,
                  broker_id: int | None = None, listen: str = "127.0.0.1:0",
                  replication: ReplicationSettings | None = None,
                  settings: dict[str, str] | None = None, log_level: str = "INFO",
+                 auto_recovery: AutoRecoverySettings | None = DEFAULT_AUTO_RECOVERY,
                  detached: bool = False) -> None:
+        """`auto_recovery` None: the broker runs no auto-recovery."""
         self.metadata_url = metadata_url
         self.broker_id = broker_id
         options = ["--metadata", metadata_url]
@@ -52,6 +65,7 @@ class BrokerProcess(ServiceProcess):
             options += ["--ensemble-size", str(replication.ensemble_size),
                         "--write-quorum", str(replication.write_quorum),
                         "--ack-quorum", str(replication.ack_quorum)]
+        options += auto_recovery_options(auto_recovery)
         for name, value in (settings or {}).items():
             options += ["--set", f"{name}={value}"]
 

@@ -5,9 +5,15 @@ Start-up: connect to ZooKeeper, take a broker id (given, or allocated from a cou
 for Kafka clients, register (ownership), then let the balancer claim and open the partitions
 designated to this broker. The process prints READY_LINE_PREFIX + "host:port" once serving.
 
+Every broker also runs auto-recovery (storage/ledger/auto_recovery.py) unless told not to: it
+is one of the re-replication workers, and stands in the election of the one auditor, so a
+cluster of brokers restores the copies of ledgers that lost a storage node without a service
+of its own to deploy.
+
 Graceful stop (SIGTERM/SIGINT): announce leaving (other brokers stop designating partitions
 here), close every partition cleanly and release its claim — so other brokers take over at
-once instead of after a session timeout — then deregister and disconnect.
+once instead of after a session timeout — then leave the auditor election (another broker
+takes auditing over), deregister and disconnect.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from kop.groups import OFFSETS_TOPIC
 from kop.ownership import BrokerAddress
 from kop.server import KafkaServerFactory
 from storage.ledger import LedgerClient, NodePool
+from storage.ledger.auto_recovery import AutoRecovery, AutoRecoverySettings, default_identity
 from storage.managed_ledger import ManagedLedgerFactory
 from storage.metadata import MetadataStore, open_metadata_store, parse_metadata_url
 from storage.metadata.urls import ZooKeeperLocation
@@ -38,6 +45,7 @@ log = logging.getLogger(__name__)
 # BookKeeper's usual replication: three nodes per ledger, two copies of each entry, two acks.
 CLUSTER_REPLICATION = ReplicationSettings(ensemble_size=3, write_quorum=2, ack_quorum=2)
 CONNECT_TIMEOUT_SECONDS = 30.0
+DEFAULT_AUTO_RECOVERY = AutoRecoverySettings()
 
 
 @dataclass
@@ -50,6 +58,7 @@ class RunningClusterBroker:
     ledgers: ManagedLedgerFactory
     peers: PeerClient
     port: IListeningPort
+    auto_recovery: AutoRecovery | None = None
 
     @property
     def address(self) -> str:
@@ -62,6 +71,8 @@ class RunningClusterBroker:
         try:
             await self.broker.stop()  # closes partitions (releasing claims), then deregisters
         finally:
+            if self.auto_recovery is not None:
+                await self.auto_recovery.stop()  # after the ledger it is repairing, if any
             await self.port.stopListening()
             await self.peers.close()
             await self.ledgers.close()
@@ -83,10 +94,11 @@ def zookeeper_location(metadata_url: str) -> ZooKeeperLocation:
 
 async def start_cluster_broker(metadata_url: str, listen_host: str, listen_port: int,
                                config: BrokerConfig, *, reactor: Any = None,
-                               connect_timeout: float = CONNECT_TIMEOUT_SECONDS
+                               connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+                               auto_recovery: AutoRecoverySettings | None = DEFAULT_AUTO_RECOVERY
                                ) -> RunningClusterBroker:
     """Start a broker; `config.node_id` < 0 asks for an allocated id, `config.port` 0 for the
-    port actually listened on."""
+    port actually listened on, `auto_recovery` None for no auto-recovery in this broker."""
     if reactor is None:
         from twisted.internet import reactor
     location = zookeeper_location(metadata_url)
@@ -116,6 +128,13 @@ async def start_cluster_broker(metadata_url: str, listen_host: str, listen_port:
         closers.append(ownership.stop)
         balancer = PartitionBalancer(broker, ownership, reactor=reactor)
         balancer.start()
+        closers.append(balancer.stop)
+        recovery = None
+        if auto_recovery is not None:
+            recovery = AutoRecovery(store, pool, settings=auto_recovery, clock=reactor,
+                                    identity=f"broker-{config.node_id}@{default_identity()}")
+            await recovery.start()
+            closers.append(recovery.stop)
     except BaseException:
         for close in reversed(closers):
             try:
@@ -127,4 +146,5 @@ async def start_cluster_broker(metadata_url: str, listen_host: str, listen_port:
         raise
     log.info("kop broker %d serving %s:%d (metadata %s)", config.node_id, config.host,
              config.port, metadata_url)
-    return RunningClusterBroker(broker, ownership, balancer, store, pool, ledgers, peers, port)
+    return RunningClusterBroker(broker, ownership, balancer, store, pool, ledgers, peers, port,
+                                recovery)
