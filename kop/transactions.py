@@ -10,6 +10,21 @@ transaction is complete. Transactions open longer than their timeout are aborted
 State lives in the metadata store, one record per transactional id under
 /transactions/<tenant>/<encoded id>, changed with compare-and-set, so a restarted broker (or
 another broker taking over) continues — a transaction found half-ended on load is finished.
+
+Which broker coordinates an id: the owner of the id's `__transaction_state` partition, as in
+Kafka. The coordinator serves a partition's ids only while it has *loaded* the partition
+(`load_partition`: read its ids, finish what was left half-ended), which it does once it owns
+the partition — at start in standalone mode, after claiming it in cluster mode (the balancer
+claims these partitions like the offsets partitions, kop/cluster/balancer.py). When the
+partition moves away or its claim is lost, `unload_partition` refuses new requests for its
+ids, waits for the ones in progress, and forgets what it cached: two brokers never
+coordinate one id at once, and a coordinator that gets a partition back reads it afresh.
+
+Ending a transaction writes a marker into each of its partitions (those owned elsewhere
+through `remote_markers`, cluster mode) and completes its consumer-group offsets: in
+standalone mode directly in the group coordinator; in cluster mode as Kafka does, with a
+marker for the group's `__consumer_offsets` partition sent to that partition's owner (the
+group's coordinator, maybe another broker; kop/handlers/txn_markers.py).
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ from twisted.internet import defer, task
 from kop.errors import KafkaError
 from kop.groups.placement import (
     DEFAULT_TRANSACTION_STATE_PARTITIONS,
+    OFFSETS_TOPIC,
     TRANSACTION_STATE_TOPIC,
     coordinator_partition,
 )
@@ -37,7 +53,7 @@ log = logging.getLogger(__name__)
 
 MAX_EPOCH = 32767
 EXPIRY_CHECK_SECONDS = 1.0
-SWEEP_EVERY_TICKS = 10  # reload coordinated ids (takeovers) every 10 expiry checks
+RETRY_EVERY_TICKS = 10  # every 10 expiry checks, try again to finish half-ended transactions
 
 EMPTY, ONGOING = "Empty", "Ongoing"
 PREPARE_COMMIT, PREPARE_ABORT = "PrepareCommit", "PrepareAbort"
@@ -90,8 +106,11 @@ class TransactionCoordinator:
         self._max_timeout_ms = max_timeout_ms
         self._clock = clock
         self._root = f"/transactions/{broker.config.namespace.tenant}"
+        self.partition_count = DEFAULT_TRANSACTION_STATE_PARTITIONS
         self._cache: dict[str, Transaction] = {}
         self._locks = _Keyed()
+        self._loaded: set[int] = set()  # partitions whose ids this broker coordinates now
+        self._loading: dict[int, object] = {}  # partition -> token of the load under way
         self._expiry: task.LoopingCall | None = None
         self._ticks = 0
         # Writes markers into partitions other brokers own (cluster mode: kop/cluster/markers.py);
@@ -101,27 +120,89 @@ class TransactionCoordinator:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._sweep()
+        for partition in range(self.partition_count):
+            if self._broker.owns(TRANSACTION_STATE_TOPIC, partition):
+                await self.load_partition(partition)
         self._expiry = task.LoopingCall(self._abort_expired)
         self._expiry.start(EXPIRY_CHECK_SECONDS, now=False)
-
-    async def _sweep(self) -> None:
-        """Load every transactional id this broker coordinates and finish the transactions a
-        previous coordinator left half-ended (after a restart or a takeover)."""
-        for name in await self._store.children(self._root):
-            transactional_id = urllib.parse.unquote(name)
-            try:
-                self._check_coordinator(transactional_id)
-            except KafkaError:
-                self._cache.pop(transactional_id, None)
-                continue
-            found = await self._load(transactional_id)
-            if found is not None and found.state in ENDING:
-                await self._with_lock(transactional_id, self._finish, found)
 
     def stop(self) -> None:
         if self._expiry is not None and self._expiry.running:
             self._expiry.stop()
+
+    # -- the partitions coordinated here ----------------------------------------------------------
+
+    def partition_of(self, transactional_id: str) -> int:
+        """The `__transaction_state` partition whose owner coordinates the id."""
+        return coordinator_partition(transactional_id, self.partition_count)
+
+    def is_loaded(self, partition: int) -> bool:
+        return partition in self._loaded
+
+    async def load_partition(self, partition: int) -> None:
+        """Coordinate the ids of a partition this broker now owns: read them from the store,
+        then serve them; transactions a previous coordinator left half-ended are finished
+        in the background (their ids wait for that). Raises if the store cannot be read."""
+        if partition in self._loaded or partition in self._loading:
+            return
+        token = self._loading[partition] = object()
+        try:
+            half_ended = []
+            for name in await self._store.children(self._root):
+                transactional_id = urllib.parse.unquote(name)
+                if self.partition_of(transactional_id) != partition:
+                    continue
+                found = await self._load(transactional_id)
+                if found is not None and found.state in ENDING:
+                    half_ended.append(transactional_id)
+        finally:
+            if self._loading.get(partition) is token:
+                del self._loading[partition]
+            else:
+                token = None  # unloaded meanwhile: serve nothing
+        if token is None:
+            self._forget_partition(partition)
+            return
+        self._loaded.add(partition)
+        log.info("coordinating the transactional ids of %s-%d", TRANSACTION_STATE_TOPIC,
+                 partition)
+        for transactional_id in half_ended:
+            self._finish_in_background(transactional_id)
+
+    async def unload_partition(self, partition: int) -> None:
+        """Stop coordinating the ids of a partition (it moves away, or its claim was lost):
+        new requests for them are refused at once, those in progress are waited for, and
+        what was cached is forgotten (the next coordinator may change it)."""
+        self._loading.pop(partition, None)
+        was_loaded = partition in self._loaded
+        self._loaded.discard(partition)
+        for transactional_id, lock in list(self._locks.locks.items()):
+            if self.partition_of(transactional_id) == partition:
+                await lock.acquire()  # after the operations queued before us
+                lock.release()
+        self._forget_partition(partition)
+        if was_loaded:
+            log.info("no longer coordinating the transactional ids of %s-%d",
+                     TRANSACTION_STATE_TOPIC, partition)
+
+    def _forget_partition(self, partition: int) -> None:
+        for transactional_id in list(self._cache):
+            if self.partition_of(transactional_id) == partition:
+                del self._cache[transactional_id]
+        for transactional_id, lock in list(self._locks.locks.items()):
+            if self.partition_of(transactional_id) == partition and not lock.locked:
+                del self._locks.locks[transactional_id]
+
+    def _finish_in_background(self, transactional_id: str) -> None:
+        async def finish() -> None:
+            current = await self._current(transactional_id)
+            if current is not None and current.state in ENDING:
+                await self._finish(current)
+
+        defer.ensureDeferred(self._with_lock(transactional_id, finish)).addErrback(
+            lambda failure: log.warning(
+                "could not finish the half-ended transaction of %s (will retry): %s",
+                transactional_id, failure.getErrorMessage()))
 
     # -- storage ------------------------------------------------------------------------------
 
@@ -155,17 +236,23 @@ class TransactionCoordinator:
         return saved
 
     def _check_coordinator(self, transactional_id: str) -> None:
-        """Only the owner of the id's __transaction_state partition coordinates it."""
-        partition = coordinator_partition(transactional_id, DEFAULT_TRANSACTION_STATE_PARTITIONS)
+        """Only the owner of the id's __transaction_state partition coordinates it, once it
+        has loaded the partition."""
+        partition = self.partition_of(transactional_id)
         if not self._broker.owns(TRANSACTION_STATE_TOPIC, partition):
             raise KafkaError(ErrorCode.NOT_COORDINATOR,
                              f"this broker does not coordinate transactional id {transactional_id}")
+        if partition not in self._loaded:
+            raise KafkaError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+                             f"{TRANSACTION_STATE_TOPIC}-{partition} is being loaded")
 
     async def _with_lock(self, transactional_id: str, action, *args):
         self._check_coordinator(transactional_id)
         lock = self._locks.lock(transactional_id)
         await lock.acquire()
         try:
+            # Checked again: the partition may have moved while this waited for the lock.
+            self._check_coordinator(transactional_id)
             return await action(*args)
         finally:
             lock.release()
@@ -307,13 +394,17 @@ class TransactionCoordinator:
                 raise
             await partition_log.append_marker(preparing.producer_id, preparing.producer_epoch,
                                               commit, coordinator_epoch=0)
+        if self.remote_markers is None:
+            for group_id in sorted(preparing.groups):
+                await broker.groups.complete_transaction(group_id, preparing.producer_id, commit)
+        else:
+            # As Kafka: a marker for each group's offsets partition, written by its owner (the
+            # group's coordinator, here or elsewhere), completes the group's offsets.
+            elsewhere += sorted({(OFFSETS_TOPIC, broker.groups.partition_for(group_id))
+                                 for group_id in preparing.groups})
         if elsewhere:
             await self.remote_markers.write(elsewhere, preparing.producer_id,
                                             preparing.producer_epoch, commit)
-        groups = getattr(broker, "groups", None)
-        for group_id in sorted(preparing.groups):
-            if groups is not None and hasattr(groups, "complete_transaction"):
-                await groups.complete_transaction(group_id, preparing.producer_id, commit)
         log.info("%s transaction of %s (producer %d epoch %d): %d partitions, %d groups",
                  "committed" if commit else "aborted", preparing.transactional_id,
                  preparing.producer_id, preparing.producer_epoch, len(preparing.partitions),
@@ -329,8 +420,11 @@ class TransactionCoordinator:
 
     async def _abort_expired_now(self) -> None:
         self._ticks += 1
-        if self._ticks % SWEEP_EVERY_TICKS == 0:
-            await self._sweep()
+        if self._ticks % RETRY_EVERY_TICKS == 0:
+            for transaction in list(self._cache.values()):
+                lock = self._locks.locks.get(transaction.transactional_id)
+                if transaction.state in ENDING and (lock is None or not lock.locked):
+                    self._finish_in_background(transaction.transactional_id)
         now_ms = int(self._clock() * 1000)
         for transaction in list(self._cache.values()):
             if transaction.state != ONGOING or now_ms - transaction.started_ms <= transaction.timeout_ms:

@@ -13,9 +13,11 @@ Whenever the live set, the known claims or the topic catalogue change (and every
 - nothing: another broker's business.
 
 Ordinary partitions are opened through the broker's PartitionManager, which claims them
-(`Ownership.acquire`) before opening. The consumer-offsets partitions are opened by the group
-coordinator, which does not claim, so the balancer claims them first and then has the
-coordinator load them (and unloads them before releasing).
+(`Ownership.acquire`) before opening. The partitions of the internal topics are loaded by
+coordinators, which do not claim: `__consumer_offsets` by the group coordinator,
+`__transaction_state` by the transaction coordinator. For those the balancer claims first,
+then has the coordinator load the partition (and unload it before releasing the claim, or at
+once when the claim is lost).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer, task
@@ -31,7 +34,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from kop.cluster.ownership import PartitionKey, ZooKeeperOwnership
 from kop.errors import KafkaError
-from kop.groups import OFFSETS_TOPIC
+from kop.groups import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from wire.generated.error_codes import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,29 @@ def plan(me: int, wanted: Iterable[PartitionKey], held: Iterable[PartitionKey],
     return decisions
 
 
+@dataclass(frozen=True)
+class CoordinatorTopic:
+    """An internal topic whose partitions a coordinator loads and unloads."""
+
+    partition_count: Callable[[], int]
+    load: Callable[[int], Awaitable[None]]
+    unload: Callable[[int], Awaitable[None]]
+    is_loaded: Callable[[int], bool]
+
+
+def coordinator_topics(broker: Any) -> dict[str, CoordinatorTopic]:
+    """The internal topics of a broker, by name."""
+    groups, transactions = broker.groups, broker.transactions
+    return {
+        OFFSETS_TOPIC: CoordinatorTopic(
+            lambda: groups.partition_count, groups.load_partition, groups.unload_partition,
+            lambda index: groups.partition_status(index) is not None),
+        TRANSACTION_STATE_TOPIC: CoordinatorTopic(
+            lambda: transactions.partition_count, transactions.load_partition,
+            transactions.unload_partition, transactions.is_loaded),
+    }
+
+
 class PartitionBalancer:
     def __init__(self, broker: Any, ownership: ZooKeeperOwnership, *,
                  reactor: IReactorTime | None = None,
@@ -82,6 +108,7 @@ class PartitionBalancer:
             reactor = global_reactor  # type: ignore[assignment]
         self._reactor = reactor
         self._broker = broker
+        self._coordinated = coordinator_topics(broker)
         self._ownership = ownership
         self._interval = interval
         self._moves = defer.DeferredSemaphore(parallel)
@@ -140,7 +167,8 @@ class PartitionBalancer:
     def _wanted(self) -> list[PartitionKey]:
         topics = self._broker.topics.all()
         wanted = [(info.name, index) for info in topics for index in range(info.partitions)]
-        wanted += [(OFFSETS_TOPIC, index) for index in range(self._broker.groups.partition_count)]
+        for name, internal in self._coordinated.items():
+            wanted += [(name, index) for index in range(internal.partition_count())]
         return wanted
 
     async def _reconcile(self) -> None:
@@ -184,25 +212,28 @@ class PartitionBalancer:
 
     def _is_open(self, key: PartitionKey) -> bool:
         topic, partition = key
-        if topic == OFFSETS_TOPIC:
-            return self._broker.groups.partition_status(partition) is not None
+        internal = self._coordinated.get(topic)
+        if internal is not None:
+            return internal.is_loaded(partition)
         return self._broker.partitions.cached(topic, partition) is not None
 
     async def _open(self, key: PartitionKey) -> None:
         topic, partition = key
         if self._stopped or not self._ownership.serving():
             return
-        if topic == OFFSETS_TOPIC:
+        internal = self._coordinated.get(topic)
+        if internal is not None:
             await self._ownership.acquire(topic, partition)
-            await self._broker.groups.load_partition(partition)
+            await internal.load(partition)
         else:
             await self._broker.partitions.get(topic, partition)  # claims it first
 
     async def _hand_off(self, key: PartitionKey) -> None:
         topic, partition = key
         self._ownership.begin_handoff(topic, partition)
-        if topic == OFFSETS_TOPIC:
-            await self._broker.groups.unload_partition(partition)
+        internal = self._coordinated.get(topic)
+        if internal is not None:
+            await internal.unload(partition)
         else:
             partitions = self._broker.partitions
             if partitions.cached(topic, partition) is None:
@@ -216,7 +247,8 @@ class PartitionBalancer:
 
     def _ownership_lost(self, topic: str, partition: int) -> None:
         # The PartitionManager discards ordinary partitions itself.
-        if topic == OFFSETS_TOPIC:
-            defer.ensureDeferred(self._broker.groups.unload_partition(partition)).addErrback(
-                lambda failure: log.warning("unloading offsets partition %d failed: %s",
-                                            partition, failure.getErrorMessage()))
+        internal = self._coordinated.get(topic)
+        if internal is not None:
+            defer.ensureDeferred(internal.unload(partition)).addErrback(
+                lambda failure: log.warning("unloading %s-%d failed: %s", topic, partition,
+                                            failure.getErrorMessage()))

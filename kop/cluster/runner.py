@@ -31,7 +31,7 @@ from kop.cluster.markers import RemoteMarkers
 from kop.cluster.ownership import ZooKeeperOwnership, allocate_broker_id
 from kop.cluster.peers import PeerClient
 from kop.cluster.registration import ClusterError
-from kop.groups import OFFSETS_TOPIC
+from kop.groups import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kop.ownership import BrokerAddress
 from kop.server import KafkaServerFactory
 from storage.ledger import LedgerClient, NodePool
@@ -115,7 +115,7 @@ async def start_cluster_broker(metadata_url: str, listen_host: str, listen_port:
         ownership = ZooKeeperOwnership(
             store, lambda: BrokerAddress(config.node_id, config.host, config.port),
             config.namespace, session_timeout=location.session_timeout,
-            claim_before_serving=[OFFSETS_TOPIC], reactor=reactor)
+            claim_before_serving=[OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC], reactor=reactor)
         broker = Broker(config, store, ledgers, ownership=ownership)
         peers = PeerClient(reactor)
         closers.append(peers.close)

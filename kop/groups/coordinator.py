@@ -339,9 +339,12 @@ class GroupCoordinator:
         """The error to answer for this group id before looking at the group, if any."""
         if group_id is None or (require_non_empty and group_id == ""):
             return ErrorCode.INVALID_GROUP_ID
+        return self.check_partition(self.partition_for(group_id))
+
+    def check_partition(self, index: int) -> ErrorCode | None:
+        """The error to answer for the groups of offsets-topic partition `index`, if any."""
         if not self._active:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
-        index = self.partition_for(group_id)
         partition = self._partitions.get(index)
         if not self._broker.owns(OFFSETS_TOPIC, index):
             if partition is not None:  # ownership moved away: let the partition go
@@ -567,6 +570,20 @@ class GroupCoordinator:
             raise KafkaError(error, f"could not store the transaction's offsets of {group_id}")
         if commit and self.is_current(group):
             group.offsets.update(pending)
+
+    async def complete_transactions_in_partition(self, index: int, producer_id: int,
+                                                 commit: bool) -> None:
+        """A transaction marker for offsets-topic partition `index` (cluster mode: the
+        transaction's coordinator may be another broker): the producer's pending offsets in
+        every group of the partition are committed or dropped, as `complete_transaction`.
+        Raises KafkaError when the partition is not available here."""
+        error = self.check_partition(index)
+        if error is not None:
+            raise KafkaError(error, f"offsets partition {index} is not available here")
+        for group_id in sorted(group.group_id for group in self._groups.values()
+                               if self.partition_for(group.group_id) == index
+                               and producer_id in group.transactional_offsets):
+            await self.complete_transaction(group_id, producer_id, commit)
 
     def fetch_offsets(self, group_id: str, partitions: Iterable[TopicPartition] | None,
                       require_stable: bool = False

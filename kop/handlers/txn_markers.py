@@ -8,6 +8,11 @@ if this broker does not own it (the sender looks for the owner again),
 UNKNOWN_TOPIC_OR_PARTITION if it does not exist, INVALID_PRODUCER_EPOCH if the partition has
 seen a newer epoch of the producer (the marker is obsolete).
 
+A marker for a `__consumer_offsets` partition ends the producer's offsets sent in the
+transaction (TxnOffsetCommit): the group coordinator commits or drops them for every group
+of that partition, durably, before NONE is answered. NOT_COORDINATOR or
+COORDINATOR_LOAD_IN_PROGRESS say the partition is not (yet) served here; the sender retries.
+
 Kafka allows this API only to brokers (CLUSTER_ACTION); kop has no ACLs, so it answers any
 client, like every other API. Registered by kop.cluster.runner: only cluster brokers offer it.
 """
@@ -19,6 +24,7 @@ import logging
 from twisted.internet import defer
 
 from kop.errors import KafkaError
+from kop.groups import OFFSETS_TOPIC
 from kop.handlers.common import owned_partition
 from kop.handlers.registry import handles
 from wire.generated.error_codes import ErrorCode
@@ -36,8 +42,12 @@ MarkerResult = WriteTxnMarkersResponse.WritableTxnMarkerResult
 async def write_local_marker(broker, topic: str, partition: int, producer_id: int,
                              producer_epoch: int, commit: bool,
                              coordinator_epoch: int = 0) -> ErrorCode:
-    """Append one marker to a partition this broker owns; the error code to answer."""
+    """Append one marker to a partition this broker owns (or, for an offsets partition,
+    complete the producer's transactional offsets there); the error code to answer."""
     try:
+        if topic == OFFSETS_TOPIC:
+            await _complete_offsets(broker, partition, producer_id, commit)
+            return ErrorCode.NONE
         partition_log = await owned_partition(broker, topic, partition)
         await partition_log.append_marker(producer_id, producer_epoch, commit, coordinator_epoch)
     except KafkaError as exc:
@@ -46,6 +56,14 @@ async def write_local_marker(broker, topic: str, partition: int, producer_id: in
         log.exception("writing a transaction marker to %s-%d failed", topic, partition)
         return ErrorCode.UNKNOWN_SERVER_ERROR
     return ErrorCode.NONE
+
+
+async def _complete_offsets(broker, partition: int, producer_id: int, commit: bool) -> None:
+    groups = broker.groups
+    if not 0 <= partition < groups.partition_count:
+        raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                         f"{OFFSETS_TOPIC}-{partition} does not exist")
+    await groups.complete_transactions_in_partition(partition, producer_id, commit)
 
 
 async def _topic_result(broker, marker: WriteTxnMarkersRequest.WritableTxnMarker,

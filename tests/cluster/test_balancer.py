@@ -1,6 +1,7 @@
 """PartitionBalancer with real ownership on embedded metadata sessions and a recording fake
-broker: partitions end up with their designated owners, move cleanly when a broker joins
-(closed before the claim is released), and come back after a session loss."""
+broker: partitions (and the internal topics' partitions, loaded by coordinators) end up with
+their designated owners, move cleanly when a broker joins (closed before the claim is
+released), and come back after a session loss."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from twisted.internet import defer
 
 from kop.cluster.balancer import PartitionBalancer
 from kop.cluster.ownership import ZooKeeperOwnership
-from kop.groups import OFFSETS_TOPIC
+from kop.groups import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from kop.naming import Namespace
 from kop.ownership import BrokerAddress
 from tests.cluster.sessions import ExpirableStore, eventually
 
-TOPIC, PARTITIONS, OFFSETS_PARTITIONS = "orders", 12, 4
+TOPIC, PARTITIONS, COORDINATOR_PARTITIONS = "orders", 12, 4
+INTERNAL_TOPICS = (OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC)
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,10 @@ class FakePartitions:
 
 
 @dataclass
-class FakeGroups:
-    partition_count: int = OFFSETS_PARTITIONS
+class FakeCoordinator:
+    """The group or transaction coordinator as the balancer sees it: partitions it loads."""
+
+    partition_count: int = COORDINATOR_PARTITIONS
     loaded: set[int] = field(default_factory=set)
 
     def load_partition(self, index: int) -> defer.Deferred[None]:
@@ -73,12 +77,17 @@ class FakeGroups:
     def partition_status(self, index: int):
         return "loaded" if index in self.loaded else None
 
+    def is_loaded(self, index: int) -> bool:
+        return index in self.loaded
+
 
 class FakeBroker:
     def __init__(self, ownership: ZooKeeperOwnership) -> None:
         self.topics = FakeTopics()
         self.partitions = FakePartitions(ownership)
-        self.groups = FakeGroups()
+        self.groups = FakeCoordinator()
+        self.transactions = FakeCoordinator()
+        self.coordinators = {OFFSETS_TOPIC: self.groups, TRANSACTION_STATE_TOPIC: self.transactions}
 
 
 @dataclass
@@ -97,7 +106,7 @@ def members(tmp_path):
         store = ExpirableStore(tmp_path)
         ownership = ZooKeeperOwnership(
             store, lambda: BrokerAddress(broker_id, "127.0.0.1", 9000 + broker_id),
-            Namespace(), session_timeout=4.0, claim_before_serving=[OFFSETS_TOPIC])
+            Namespace(), session_timeout=4.0, claim_before_serving=INTERNAL_TOPICS)
         broker = FakeBroker(ownership)
         balancer = PartitionBalancer(broker, ownership, interval=0.2)
         await ownership.start()
@@ -115,7 +124,7 @@ def members(tmp_path):
 
 def everything() -> list[tuple[str, int]]:
     return ([(TOPIC, p) for p in range(PARTITIONS)]
-            + [(OFFSETS_TOPIC, n) for n in range(OFFSETS_PARTITIONS)])
+            + [(topic, n) for topic in INTERNAL_TOPICS for n in range(COORDINATOR_PARTITIONS)])
 
 
 def settled(group: list[Member]) -> bool:
@@ -124,8 +133,8 @@ def settled(group: list[Member]) -> bool:
         for member in group:
             designated = member.ownership.designated_owner(topic, partition)
             should = designated == member.ownership.broker_id
-            if topic == OFFSETS_TOPIC:
-                has = partition in member.broker.groups.loaded
+            if topic in INTERNAL_TOPICS:
+                has = partition in member.broker.coordinators[topic].loaded
             else:
                 has = (topic, partition) in member.broker.partitions.open
             if has != should or member.ownership.holds(topic, partition) != should:
@@ -154,7 +163,8 @@ async def test_a_broker_that_lost_its_session_takes_back_only_its_own(members):
     await eventually(lambda: settled([one, two]))
     mine = dict(one.broker.partitions.open)
     await one.store.expire()
-    assert not one.broker.partitions.open and not one.broker.groups.loaded  # dropped at once
+    assert not one.broker.partitions.open  # dropped at once
+    assert not one.broker.groups.loaded and not one.broker.transactions.loaded
     await eventually(lambda: settled([one, two]), message="settled again")
     assert one.broker.partitions.open.keys() == mine.keys()
     assert all(one.broker.partitions.open[key] > epoch for key, epoch in mine.items())
