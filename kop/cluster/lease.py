@@ -12,6 +12,10 @@ expired and that other brokers took its partitions over. The lease has lapsed by
 such requests are refused instead of written.
 
 Times come from a monotonic clock: wall-clock jumps must not extend a lease.
+
+The timeout is the one ZooKeeper granted the session (it clamps the one asked for to its own
+bounds; ZooKeeperStore.session_timeout), read afresh whenever the lease is consulted: a
+lease computed from the timeout asked for could outlive a session granted less.
 """
 
 from __future__ import annotations
@@ -24,31 +28,38 @@ LEASE_FRACTION = 0.75
 
 
 class SessionLease:
-    def __init__(self, session_timeout: float, clock: Callable[[], float],
-                 fraction: float = LEASE_FRACTION) -> None:
-        if session_timeout <= 0:
-            raise ValueError(f"session timeout must be positive, got {session_timeout}")
+    def __init__(self, session_timeout: float | Callable[[], float],
+                 clock: Callable[[], float], fraction: float = LEASE_FRACTION) -> None:
+        """`session_timeout`: seconds, or a function giving the one in force now."""
+        current = session_timeout if callable(session_timeout) else (lambda: session_timeout)
+        if current() <= 0:
+            raise ValueError(f"session timeout must be positive, got {current()}")
         if not 0 < fraction < 1:
             raise ValueError(f"lease fraction must be between 0 and 1, got {fraction}")
+        self._session_timeout = current
         self._clock = clock
-        self.duration = session_timeout * fraction
-        self._expires_at: float | None = None
+        self._fraction = fraction
+        self._proved_at: float | None = None  # when the latest proof of life was sent
+
+    @property
+    def duration(self) -> float:
+        """How long a proof of life keeps the lease valid."""
+        return self._session_timeout() * self._fraction
 
     def renew(self, proof_sent_at: float) -> None:
         """A request sent at `proof_sent_at` (this lease's clock) proved the session alive."""
-        expires_at = proof_sent_at + self.duration
-        if self._expires_at is None or expires_at > self._expires_at:
-            self._expires_at = expires_at
+        if self._proved_at is None or proof_sent_at > self._proved_at:
+            self._proved_at = proof_sent_at
 
     def revoke(self) -> None:
         """The session is gone (or not yet established): nothing may be served."""
-        self._expires_at = None
+        self._proved_at = None
 
     def valid(self) -> bool:
-        return self._expires_at is not None and self._clock() < self._expires_at
+        return self.remaining() > 0
 
     def remaining(self) -> float:
         """Seconds of validity left (0 when lapsed or revoked)."""
-        if self._expires_at is None:
+        if self._proved_at is None:
             return 0.0
-        return max(0.0, self._expires_at - self._clock())
+        return max(0.0, self._proved_at + self.duration - self._clock())

@@ -102,7 +102,7 @@ class ZooKeeperOwnership(Ownership):
     docstring). Works on any MetadataStore with ephemeral nodes; clusters use ZooKeeper."""
 
     def __init__(self, store: MetadataStore, address: Callable[[], BrokerAddress],
-                 namespace: Namespace, *, session_timeout: float,
+                 namespace: Namespace, *, session_timeout: float | Callable[[], float],
                  claim_before_serving: Iterable[str] = (),
                  reactor: IReactorTime | None = None,
                  monotonic: Callable[[], float] = time.monotonic,

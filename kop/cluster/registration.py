@@ -64,7 +64,8 @@ class ClusterError(RuntimeError):
 
 class BrokerRegistration:
     def __init__(self, store: MetadataStore, address: Callable[[], BrokerAddress], *,
-                 session_timeout: float, reactor: IReactorTime | None = None,
+                 session_timeout: float | Callable[[], float],
+                 reactor: IReactorTime | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
                  registration_wait: float | None = None) -> None:
         if reactor is None:
@@ -74,13 +75,15 @@ class BrokerRegistration:
         self._reactor: Any = reactor
         self._store = store
         self._address = address
-        self.session_timeout = session_timeout
+        # Seconds, or a function giving the timeout the store's current session was granted.
+        self._session_timeout = (session_timeout if callable(session_timeout)
+                                 else (lambda: session_timeout))
         self._monotonic = monotonic
-        self.lease = SessionLease(session_timeout, monotonic)
+        self.lease = SessionLease(self._session_timeout, monotonic)
         # An earlier life of this broker id may hold the registration until its session
         # expires; wait that long (and some) before concluding the id is taken.
         self._registration_wait = (registration_wait if registration_wait is not None
-                                   else 2 * session_timeout + 5.0)
+                                   else 2 * self.session_timeout + 5.0)
         self.incarnation = ""
         self.registered = False
         self.session_generation = 0  # +1 on every session loss
@@ -101,6 +104,11 @@ class BrokerRegistration:
     @property
     def broker_id(self) -> int:
         return self._address().node_id
+
+    @property
+    def session_timeout(self) -> float:
+        """Seconds: the metadata session's timeout in force now."""
+        return self._session_timeout()
 
     @property
     def renewing(self) -> bool:

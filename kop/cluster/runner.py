@@ -39,6 +39,7 @@ from storage.ledger.auto_recovery import AutoRecovery, AutoRecoverySettings, def
 from storage.managed_ledger import ManagedLedgerFactory
 from storage.metadata import MetadataStore, open_metadata_store, parse_metadata_url
 from storage.metadata.urls import ZooKeeperLocation
+from storage.metadata.zookeeper import ZooKeeperStore
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,14 @@ async def start_cluster_broker(metadata_url: str, listen_host: str, listen_port:
         from twisted.internet import reactor
     location = zookeeper_location(metadata_url)
     store = open_metadata_store(metadata_url, reactor=reactor)
+    assert isinstance(store, ZooKeeperStore)  # what a zk:// URL opens
     closers: list[Any] = [store.close]
     try:
         await store.ready(connect_timeout)
+        if store.session_timeout != location.session_timeout:
+            log.warning("ZooKeeper granted a session timeout of %g s (%g s asked for): "
+                        "partitions move that long after this broker dies",
+                        store.session_timeout, location.session_timeout)
         if config.node_id < 0:
             config.node_id = await allocate_broker_id(store)
         pool = await NodePool.for_cluster(store)
@@ -114,7 +120,8 @@ async def start_cluster_broker(metadata_url: str, listen_host: str, listen_port:
         closers.append(ledgers.close)
         ownership = ZooKeeperOwnership(
             store, lambda: BrokerAddress(config.node_id, config.host, config.port),
-            config.namespace, session_timeout=location.session_timeout,
+            # The timeout granted, not the one asked for: the lease must not outlive the session.
+            config.namespace, session_timeout=lambda: store.session_timeout,
             claim_before_serving=[OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC], reactor=reactor)
         broker = Broker(config, store, ledgers, ownership=ownership)
         peers = PeerClient(reactor)

@@ -17,6 +17,11 @@ asynchronous API and hands the answer to the reactor thread with
 - Reads that meet a connection loss are retried (kazoo queues them until it
   reconnects); writes report ConnectionLossError, because whether they happened is
   unknown — the caller re-reads and decides.
+- The session timeout is negotiated: the server clamps the one asked for to its
+  [minSessionTimeout, maxSessionTimeout]. ``session_timeout`` is the one granted, which
+  is what anything timed against the session (a broker's ownership lease) must use.
+  kazoo does not keep it, so the store reads it from the answer to each session's
+  handshake (a wrapper around kazoo's connection handshake).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any, TypeVar
 from kazoo import exceptions as kazoo_errors
 from kazoo.client import KazooClient
 from kazoo.interfaces import IAsyncResult
+from kazoo.protocol.serialization import Connect
 from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 from twisted.internet import defer, threads
 from twisted.internet.defer import Deferred
@@ -118,6 +124,26 @@ HOST_REPEATS = 3
 
 def _with_repeated_hosts(hosts: str) -> str:
     return ",".join(hosts.split(",") * HOST_REPEATS)
+
+
+def _on_handshake(client: KazooClient, granted: Callable[[float], None]) -> bool:
+    """Have ``granted(seconds)`` called with the session timeout the server grants in each
+    handshake (kazoo's connection thread). False if this kazoo has no handshake to wrap."""
+    connection = getattr(client, "_connection", None)
+    invoke = getattr(connection, "_invoke", None)
+    if invoke is None:
+        return False
+
+    def invoke_and_note(timeout: float, request: Any, xid: int | None = None) -> Any:
+        answer = invoke(timeout, request, xid)
+        if isinstance(request, Connect) and isinstance(answer, tuple):
+            time_out = getattr(answer[0], "time_out", 0)
+            if time_out > 0:  # 0 or less: the session expired (kazoo raises next)
+                granted(time_out / 1000.0)
+        return answer
+
+    connection._invoke = invoke_and_note
+    return True
 
 
 def _none_if_missing(failure: Any) -> None:
@@ -251,6 +277,14 @@ class ZooKeeperStore(MetadataStore):
             # noticed quickly, and giving up is the caller's decision (ready() timeout).
             connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 2, "max_delay": 1.0},
         )
+        self._requested_session_timeout = session_timeout
+        self._granted_session_timeout: float | None = None
+        if not _on_handshake(self._client, self._note_granted_session_timeout):
+            _log.warn(
+                "this kazoo does not show the session timeout ZooKeeper grants; assuming "
+                "the {requested:g} s asked for",
+                requested=session_timeout,
+            )
         self._client.add_listener(self._on_kazoo_state)
         self._client.start_async()
 
@@ -264,6 +298,17 @@ class ZooKeeperStore(MetadataStore):
     @property
     def chroot(self) -> str:
         return self._chroot
+
+    @property
+    def session_timeout(self) -> float:
+        """Seconds: the session timeout the server granted (to the latest session), or the
+        one asked for until a session exists."""
+        granted = self._granted_session_timeout
+        return self._requested_session_timeout if granted is None else granted
+
+    def _note_granted_session_timeout(self, seconds: float) -> None:  # kazoo thread
+        # A float attribute is replaced atomically; readers on the reactor see old or new.
+        self._granted_session_timeout = seconds
 
     # -- paths ------------------------------------------------------------------------------
 

@@ -44,3 +44,14 @@ def test_an_older_proof_never_shortens_the_lease_and_revoke_ends_it():
 def test_bad_parameters(timeout, fraction):
     with pytest.raises(ValueError):
         SessionLease(timeout, lambda: 0.0, fraction=fraction)
+
+
+def test_the_lease_follows_the_session_timeout_in_force():
+    clock = Clock()
+    granted = [4.0]
+    lease = SessionLease(lambda: granted[0], clock.seconds, fraction=0.5)
+    lease.renew(clock.seconds())
+    clock.advance(1.5)
+    assert lease.valid()
+    granted[0] = 2.0  # a new session was granted less than the old one
+    assert not lease.valid() and lease.duration == 1.0
