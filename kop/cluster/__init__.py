@@ -8,7 +8,7 @@ Modules:
 - `ownership`: claims and leader epochs — the `Ownership` the broker consults;
 - `balancer`: claims, opens and hands off partitions as brokers come and go;
 - `peers`, `markers`: broker-to-broker WriteTxnMarkers for transactions;
-- `runner`: `kop broker`; `process`, `zookeeper_server`, `dev_cluster`: `kop dev-cluster` and
-  cluster services as child processes;
+- `runner`: `kop broker`; `process`, `dev_cluster`: `kop dev-cluster` and cluster services as
+  child processes (ZooKeeper from storage/metadata/zookeeper_server.py);
 - `store_helpers`: small metadata-store idioms shared by the above.
 """

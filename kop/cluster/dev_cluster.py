@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -26,19 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kop.broker import ReplicationSettings
-from kop.cluster.process import BrokerProcess, StorageNodeService
-from kop.cluster.zookeeper_server import ZooKeeperServerProcess
+from kop.cluster.process import BrokerProcess, StorageNodeService, detach
 from storage.ledger.auto_recovery import AutoRecoverySettings
+from storage.metadata.zookeeper_server import (
+    ZooKeeperServer,
+    ZooKeeperUnavailable,
+    free_loopback_port,
+)
 from storage.process import ServiceProcess
 
 PORTS_FILE = "ports.json"
 DEFAULT_SESSION_TIMEOUT = 6.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -56,11 +53,11 @@ class DevClusterPorts:
             ports = cls(int(recorded["zookeeper"]), [int(p) for p in recorded["storage_nodes"]],
                         [int(p) for p in recorded["brokers"]])
         except FileNotFoundError:
-            ports = cls(free_port())
+            ports = cls(free_loopback_port())
         except (ValueError, KeyError, TypeError) as exc:
             raise SystemExit(f"{path} is damaged ({exc!r}); fix or delete it") from None
-        ports.storage_nodes += [free_port() for _ in range(storage_nodes - len(ports.storage_nodes))]
-        ports.brokers += [free_port() for _ in range(brokers - len(ports.brokers))]
+        ports.storage_nodes += [free_loopback_port() for _ in range(storage_nodes - len(ports.storage_nodes))]
+        ports.brokers += [free_loopback_port() for _ in range(brokers - len(ports.brokers))]
         path.write_text(json.dumps({"zookeeper": ports.zookeeper,
                                     "storage_nodes": ports.storage_nodes,
                                     "brokers": ports.brokers}, indent=2))
@@ -86,7 +83,12 @@ def run_dev_cluster(brokers: int, storage_nodes: int, base_dir: str | None = Non
     ports = DevClusterPorts.load_or_choose(root, brokers, storage_nodes)
     replication = replication or default_replication(storage_nodes)
     auto_recovery = AutoRecoverySettings(grace_period=recovery_grace_period)
-    zookeeper = ZooKeeperServerProcess(root / "zookeeper", ports.zookeeper)
+    # Ticks of 500 ms: session timeouts from 1 s; the server dies with this supervisor.
+    try:
+        zookeeper = ZooKeeperServer(root / "zookeeper", port=ports.zookeeper,
+                                    tick_time_ms=500, wrap_command=detach)
+    except ZooKeeperUnavailable as exc:
+        raise SystemExit(f"kop dev-cluster: {exc}") from None
     url = zookeeper.url("/kop", session_timeout)
     services: list[ServiceProcess] = [
         StorageNodeService(root / f"storage-{n}", url, listen=f"127.0.0.1:{port}",
@@ -104,7 +106,10 @@ def run_dev_cluster(brokers: int, storage_nodes: int, base_dir: str | None = Non
     started: list[ServiceProcess] = []
     try:
         print(f"starting ZooKeeper on 127.0.0.1:{ports.zookeeper} (data in {root})", flush=True)
-        zookeeper.start()
+        try:
+            zookeeper.start()
+        except ZooKeeperUnavailable as exc:
+            raise SystemExit(f"kop dev-cluster: {exc}") from None
         for service in services:
             if stop_requested.is_set():
                 return 130
