@@ -94,6 +94,9 @@ class PartitionManager:
 
             def done(result):
                 self._opening.pop(key, None)
+                # Every caller hears the outcome through its follower (chained after this);
+                # the open's own chain ends there, so a failed open is not "unhandled".
+                opening.addErrback(lambda _: None)
                 return result
 
             opening.addBoth(done)
