@@ -15,8 +15,10 @@ brokers as child processes (kop/cluster/process.py). Clients are unmodified conf
 kafka-python (the checker that reads every partition end to end, and the member that
 resumes the group afterwards).
 
-Ledgers use E=2 Qw=2 Qa=2 on three storage nodes: losing a node then leaves a spare for
-ensemble changes (with E=3 on three nodes, writes would wait for the lost node).
+Ledgers use E=2 Qw=2 Qa=2 on three storage nodes unless a test asks otherwise: losing a node
+then leaves a spare for ensemble changes (with E=3 on three nodes, writes would wait for the
+lost node). `replication=None` keeps the brokers' default, E=3 Qw=2 Qa=2, which needs a fourth
+storage node for that. Every broker runs auto-recovery with a short grace period.
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from kop.broker import ReplicationSettings
 from kop.cluster.process import BrokerProcess, StorageNodeService
+from storage.ledger.auto_recovery import AutoRecoverySettings
 
 SESSION_TIMEOUT = 4.0
 REPLICATION = ReplicationSettings(ensemble_size=2, write_quorum=2, ack_quorum=2)
 BROKER_SETTINGS = {"group.initial.rebalance.delay.ms": "0"}
+# A storage node away for a second is lost; marked ledgers are looked at twice a second.
+AUTO_RECOVERY = AutoRecoverySettings(grace_period=1.0, audit_interval=60.0, retry_interval=0.5)
 POLL_SECONDS = 0.05
 
 
@@ -60,10 +65,12 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> obje
 
 class ClusterUnderTest:
     def __init__(self, base_dir: Path, zookeeper_url: str,
-                 session_timeout: float = SESSION_TIMEOUT) -> None:
+                 session_timeout: float = SESSION_TIMEOUT,
+                 replication: ReplicationSettings | None = REPLICATION) -> None:
         self.base_dir = base_dir
         self.metadata_url = f"{zookeeper_url}?session_timeout={session_timeout:g}"
         self.session_timeout = session_timeout
+        self.replication = replication
         self.storage_nodes: list[StorageNodeService] = []
         self.brokers: dict[int, BrokerProcess] = {}
         self._admins: dict[str, AdminClient] = {}
@@ -80,8 +87,8 @@ class ClusterUnderTest:
 
     def _broker(self, broker_id: int) -> BrokerProcess:
         broker = BrokerProcess(self.base_dir / f"broker-{broker_id}.log", self.metadata_url,
-                               broker_id=broker_id, replication=REPLICATION,
-                               settings=BROKER_SETTINGS)
+                               broker_id=broker_id, replication=self.replication,
+                               settings=BROKER_SETTINGS, auto_recovery=AUTO_RECOVERY)
         self.brokers[broker_id] = broker
         return broker
 
@@ -111,8 +118,19 @@ class ClusterUnderTest:
             self._admins[bootstrap] = AdminClient({"bootstrap.servers": bootstrap})
         return self._admins[bootstrap]
 
-    def create_topic(self, topic: str, partitions: int) -> None:
-        futures = self.admin().create_topics([NewTopic(topic, partitions)])
+    def restart_brokers(self) -> None:
+        """Stop every broker gracefully (each closes its partitions: every ledger is sealed),
+        then start them all again on their ports."""
+        running = [broker for broker in self.brokers.values() if broker.running]
+        with ThreadPoolExecutor(len(running)) as pool:
+            for stopped in [pool.submit(broker.stop) for broker in running]:
+                assert stopped.result() == 0, "a broker did not stop cleanly"
+        self._admins.clear()  # their connections went with the brokers
+        _start_together(running)
+
+    def create_topic(self, topic: str, partitions: int,
+                     config: dict[str, str] | None = None) -> None:
+        futures = self.admin().create_topics([NewTopic(topic, partitions, config=config or {})])
         futures[topic].result(30)
 
     def leaders(self, topic: str) -> dict[int, int]:
