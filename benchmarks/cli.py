@@ -11,16 +11,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
-import os
 import platform
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from importlib import metadata
 from pathlib import Path
 
+from benchmarks import machine
 from benchmarks.brokers import REPO_ROOT, BrokerUnderTest, KopBroker, TansuBroker
 from benchmarks.plan import Plan, Scenario, full_plan, quick_plan
 from benchmarks.report import format_number, write_report
@@ -43,53 +42,21 @@ def select_scenarios(plan: Plan, only: str | None) -> Plan:
     return replace(plan, scenarios=tuple(s for s in plan.scenarios if s.key in wanted))
 
 
-def _load_average() -> str:
-    return " ".join(f"{load:.2f}" for load in os.getloadavg())
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _filesystem_of(path: Path) -> str:
-    """The mount holding `path`, from /proc/mounts: fsync on tmpfs would cost nothing."""
-    best = ("", "unknown", "unknown")
-    try:
-        for line in Path("/proc/mounts").read_text().splitlines():
-            device, mount_point, fs_type, *_ = line.split()
-            if str(path.resolve()).startswith(mount_point) and len(mount_point) >= len(best[0]):
-                best = (mount_point, fs_type, device)
-    except OSError:
-        pass
-    return f"{best[1]} on {best[2]} (mounted at {best[0] or '?'})"
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def initial_conditions(plan: Plan, workdir: Path, note: str | None) -> dict:
     import confluent_kafka
 
     conditions = {
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": f"{os.cpu_count()} CPUs ({_cpu_model()}), {platform.platform()}",
+        "machine": machine.describe_machine(),
         "python": platform.python_version(),
-        "load_average_at_start": _load_average(),
-        "kop_data_filesystem": _filesystem_of(workdir),
-        "clients": (f"confluent-kafka {_version('confluent-kafka')} (librdkafka "
-                    f"{confluent_kafka.libversion()[0]}), kafka-python {_version('kafka-python')},"
-                    f" aiokafka {_version('aiokafka')}; clients run in the benchmark process, "
-                    "on the same machine"),
+        "load_average_at_start": machine.load_average(),
+        "kop_data_filesystem": machine.filesystem_of(workdir),
+        "fsync_at_start": machine.fsync_latency(workdir),
+        "clients": (f"confluent-kafka {machine.package_version('confluent-kafka')} (librdkafka "
+                    f"{confluent_kafka.libversion()[0]}), kafka-python "
+                    f"{machine.package_version('kafka-python')}, aiokafka "
+                    f"{machine.package_version('aiokafka')}; clients run in the benchmark "
+                    "process, on the same machine"),
         "client_settings": (f"producers acks=all, linger {settings.LINGER_MS} ms (latency runs "
                             f"{settings.LATENCY_LINGER_MS} ms), idempotence off; consumers "
                             f"assign partitions, fetch.wait.max.ms={settings.FETCH_WAIT_MAX_MS}"),
@@ -182,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         results.conditions["finished"] = datetime.datetime.now(datetime.UTC).isoformat(
             timespec="seconds")
-        results.conditions["load_average_at_end"] = _load_average()
+        results.conditions["load_average_at_end"] = machine.load_average()
+        results.conditions["fsync_at_end"] = machine.fsync_latency(args.workdir)
         results.conditions["wall_seconds"] = round(time.monotonic() - started)
         results.save(out / "results.json")
     for path in [out / "results.json", *write_report(results, out)]:
