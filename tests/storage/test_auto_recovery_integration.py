@@ -356,5 +356,10 @@ async def test_a_ledger_deleted_while_a_node_was_down_is_collected_when_it_retur
         return False
 
     await until(collected, "the returning node to drop the deleted ledger")
-    assert "deleted 1 ledgers" in node.log_text()
+
+    async def reported() -> bool:
+        # The collector logs after the deletion took effect: wait for the line, not a moment.
+        return "deleted 1 ledgers" in node.log_text()
+
+    await until(reported, "the collector to report the deletion")
     await assert_fully_replicated(cluster, kept.ledger_id)  # the live ledger is untouched
