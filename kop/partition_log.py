@@ -222,7 +222,7 @@ class PartitionLog:
                append_time: int) -> defer.Deferred[AppendResult]:
         appended: defer.Deferred[AppendResult] = defer.Deferred()
         self._in_flight[base_offset] = appended
-        stored = self.ledger.append(bytes(buffer), base_offset)
+        stored = self.ledger.append(buffer, base_offset)
         stored.addCallbacks(
             self._append_done, self._append_failed,
             callbackArgs=(base_offset, next_offset, append_time),

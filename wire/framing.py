@@ -1,9 +1,8 @@
 """Split a byte stream into Kafka frames (a 4-byte big-endian size, then the payload).
 
-``FrameSplitter`` keeps received bytes in one ``bytearray`` with a read
-offset. Complete frames are sliced out without moving the rest; the consumed
-prefix is dropped only once it is large (or the buffer is empty), so each byte
-is moved at most a few times whatever the frame sizes. (Twisted's
+``FrameSplitter`` keeps received chunks as they arrived, with a read offset
+into the first, and copies each frame's bytes once, when the frame is
+complete (a frame that is exactly one chunk is not copied at all). (Twisted's
 ``Int32StringReceiver`` re-concatenates its buffer per chunk, which is
 quadratic on large frames.)
 
@@ -16,14 +15,13 @@ boundaries left to trust) and further calls raise the same error.
 from __future__ import annotations
 
 import struct
+from collections import deque
 from collections.abc import Iterator
 
 from wire.errors import FrameTooLargeError
 
 DEFAULT_MAX_FRAME_SIZE = 100 * 1024 * 1024  # Kafka's socket.request.max.bytes
 _SIZE = struct.Struct(">i")
-# Drop the consumed prefix once it is at least this big (and at least half the buffer).
-_COMPACT_THRESHOLD = 64 * 1024
 
 
 class FrameSplitter:
@@ -33,38 +31,57 @@ class FrameSplitter:
         if max_frame_size < 0:
             raise ValueError("max_frame_size must not be negative")
         self.max_frame_size = max_frame_size
-        self._buffer = bytearray()
-        self._offset = 0  # start of the unconsumed bytes in _buffer
+        # Received chunks, unconsumed bytes only (the first from _offset on). Chunks are
+        # kept as they came and joined once per frame: a 1 MiB frame read in 64 KiB chunks
+        # is copied once, not appended into a growing buffer and then copied out again.
+        self._chunks: deque[bytes] = deque()
+        self._offset = 0
+        self._buffered = 0
+        self._consumed = 0  # bytes of the stream already returned (for error offsets)
         self._broken: FrameTooLargeError | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as part of a frame."""
-        return len(self._buffer) - self._offset
+        return self._buffered
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Add received bytes."""
         if self._broken is not None:
             raise self._broken
-        self._buffer += data
+        if data:
+            self._chunks.append(data if type(data) is bytes else bytes(data))
+            self._buffered += len(data)
         self._check_next_size()
 
     def frames(self) -> Iterator[bytes]:
         """Yield every complete frame payload (without its size prefix), in order."""
-        buffer = self._buffer
-        while self._broken is None:
-            start = self._offset
-            if len(buffer) - start < 4:
+        chunks = self._chunks
+        while self._broken is None and chunks:
+            first, offset = chunks[0], self._offset
+            if len(first) - offset >= 4:
+                size = _SIZE.unpack_from(first, offset)[0]
+                self._check_size(size)
+                end = offset + 4 + size
+                if end <= len(first):  # the usual small frame: inside the first chunk
+                    frame = first[offset + 4:end]
+                    self._buffered -= 4 + size
+                    if end == len(first):
+                        chunks.popleft()
+                        end = 0
+                    self._offset = end
+                    self._consumed += 4 + size
+                    yield frame
+                    continue
+            size = self._next_size()
+            if size is None:
                 break
-            size = _SIZE.unpack_from(buffer, start)[0]
             self._check_size(size)
-            end = start + 4 + size
-            if end > len(buffer):
+            if self._buffered < 4 + size:
                 break
-            with memoryview(buffer) as view:  # one copy, straight into the frame's bytes
-                frame = bytes(view[start + 4:end])
-            self._offset = end
-            self._compact()
+            self._skip(4)
+            frame = self._take(size)
+            self._consumed += 4 + size
             yield frame
         if self._broken is not None:
             raise self._broken
@@ -72,23 +89,76 @@ class FrameSplitter:
     def __iter__(self) -> Iterator[bytes]:
         return self.frames()
 
+    def _next_size(self) -> int | None:
+        if self._buffered < 4:
+            return None
+        first = self._chunks[0]
+        if len(first) - self._offset >= 4:
+            return _SIZE.unpack_from(first, self._offset)[0]
+        return _SIZE.unpack(self._peek(4))[0]
+
+    def _peek(self, count: int) -> bytes:
+        parts, offset = [], self._offset
+        for chunk in self._chunks:
+            parts.append(chunk[offset:offset + count - sum(map(len, parts))])
+            offset = 0
+            if sum(map(len, parts)) == count:
+                break
+        return b"".join(parts)
+
+    def _skip(self, count: int) -> None:
+        while count:
+            first = self._chunks[0]
+            available = len(first) - self._offset
+            if count < available:
+                self._offset += count
+                self._buffered -= count
+                return
+            self._chunks.popleft()
+            self._offset = 0
+            self._buffered -= available
+            count -= available
+
+    def _take(self, count: int) -> bytes:
+        if count == 0:
+            return b""
+        first = self._chunks[0]
+        available = len(first) - self._offset
+        if count <= available:  # the whole frame is in one chunk
+            if self._offset == 0 and count == len(first):
+                frame = first  # no copy at all
+            else:
+                with memoryview(first) as view:
+                    frame = bytes(view[self._offset:self._offset + count])
+            self._skip(count)
+            return frame
+        parts: list[bytes | memoryview] = []
+        remaining = count
+        while remaining:
+            first = self._chunks[0]
+            available = len(first) - self._offset
+            if remaining >= available:
+                parts.append(memoryview(first)[self._offset:] if self._offset else first)
+                self._chunks.popleft()
+                self._offset = 0
+                self._buffered -= available
+                remaining -= available
+            else:
+                parts.append(memoryview(first)[self._offset:self._offset + remaining])
+                self._offset += remaining
+                self._buffered -= remaining
+                remaining = 0
+        return b"".join(parts)
+
     def _check_next_size(self) -> None:
-        if len(self._buffer) - self._offset >= 4:
-            self._check_size(_SIZE.unpack_from(self._buffer, self._offset)[0])
+        size = self._next_size()
+        if size is not None:
+            self._check_size(size)
 
     def _check_size(self, size: int) -> None:
         if size < 0 or size > self.max_frame_size:
             self._broken = FrameTooLargeError(
                 f"frame size {size} is outside 0..{self.max_frame_size}",
-                offset=self._offset,
+                offset=self._consumed,
             )
             raise self._broken
-
-    def _compact(self) -> None:
-        offset = self._offset
-        if offset == len(self._buffer):
-            del self._buffer[:]
-            self._offset = 0
-        elif offset >= _COMPACT_THRESHOLD and offset * 2 >= len(self._buffer):
-            del self._buffer[:offset]
-            self._offset = 0

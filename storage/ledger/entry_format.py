@@ -34,7 +34,8 @@ def frame_entry(ledger_id: int, entry_id: int, running_length: int, payload: byt
     return _HEADER.pack(FORMAT, running_length, checksum) + payload
 
 
-def unframe_entry(ledger_id: int, entry_id: int, stored: bytes) -> tuple[int, bytes]:
+def unframe_entry(ledger_id: int, entry_id: int,
+                  stored: bytes | memoryview) -> tuple[int, memoryview]:
     """(running length, payload) of a stored entry; CorruptEntryError if it does not verify."""
     if len(stored) < HEADER_SIZE:
         raise CorruptEntryError(
@@ -46,7 +47,7 @@ def unframe_entry(ledger_id: int, entry_id: int, stored: bytes) -> tuple[int, by
         raise CorruptEntryError(
             f"ledger {ledger_id} entry {entry_id}: unknown entry format {version}"
         )
-    payload = stored[HEADER_SIZE:]
+    payload = memoryview(stored)[HEADER_SIZE:]
     if _checksum(ledger_id, entry_id, running_length, payload) != checksum:
         raise CorruptEntryError(
             f"ledger {ledger_id} entry {entry_id}: checksum mismatch (damaged or misplaced copy)"

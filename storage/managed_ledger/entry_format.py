@@ -27,10 +27,12 @@ def decode_index(stored: bytes, where: str = "entry") -> int:
     return _HEADER.unpack_from(stored)[1]
 
 
-def decode_entry(stored: bytes, where: str = "entry") -> tuple[int, bytes]:
-    """(index, data) of a stored entry; CorruptEntryError when the header is not ours."""
+def decode_entry(stored: bytes | memoryview,
+                 where: str = "entry") -> tuple[int, memoryview]:
+    """(index, data) of a stored entry, data as a view (no copy); CorruptEntryError when the
+    header is not ours."""
     _check(stored, where)
-    return _HEADER.unpack_from(stored)[1], stored[HEADER_SIZE:]
+    return _HEADER.unpack_from(stored)[1], memoryview(stored)[HEADER_SIZE:]
 
 
 def _check(stored: bytes, where: str) -> None:
