@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from kop.broker import BrokerConfig, ReplicationSettings
 from kop.configs import BROKER_DEFAULTS
 from kop.naming import Namespace
+
+if TYPE_CHECKING:
+    from storage.ledger.auto_recovery import AutoRecoverySettings
 
 
 def split_host_port(value: str) -> tuple[str, int]:
@@ -181,7 +185,7 @@ def _replication(args: argparse.Namespace, parser: argparse.ArgumentParser
     return ReplicationSettings(args.ensemble_size, args.write_quorum, args.ack_quorum)
 
 
-def _auto_recovery(args: argparse.Namespace):
+def auto_recovery_settings(args: argparse.Namespace) -> AutoRecoverySettings | None:
     """The broker's auto-recovery settings, or None when it runs none."""
     from storage.ledger.auto_recovery import AutoRecoverySettings
 
@@ -207,7 +211,7 @@ def _run_broker(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     config = _broker_config(args)
     config.node_id = -1 if args.broker_id is None else args.broker_id
     config.replication = _replication(args, parser)
-    auto_recovery = _auto_recovery(args)
+    auto_recovery = auto_recovery_settings(args)
     return run_until_signalled(lambda: defer.ensureDeferred(
         start_cluster_broker(args.metadata, listen_host, listen_port, config,
                              auto_recovery=auto_recovery)))

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from twisted.internet import defer, reactor, threads
 
 from storage.ledger import LedgerMetadata, NodePool
+from storage.ledger.auditor import AUDITOR_PATH
 from storage.ledger.entry_format import unframe_entry
 from storage.ledger.errors import CorruptEntryError, LedgerMetadataError, NoSuchLedgerError
 from storage.ledger.ledger_store import LEDGERS_PATH, LedgerMetadataStore
@@ -85,6 +86,11 @@ class StorageInspector:
     def marked(self) -> list[int]:
         """Ledgers marked under-replicated (auto-recovery has work left)."""
         return blocking(UnderReplication(self._store).marked_ledgers())
+
+    def auditor(self) -> str | None:
+        """The identity of the auto-recovery process elected auditor, if any."""
+        found = blocking(self._store.get(AUDITOR_PATH))
+        return None if found is None else found.value.decode()
 
     def live_nodes(self) -> set[str]:
         """Storage nodes registered now (read from the store, not from a cached view)."""

@@ -157,6 +157,9 @@ def lose_a_storage_node_and_recover(cluster: ClusterUnderTest,
     lost = cluster.storage_nodes[0]
     inspector = StorageInspector.open(cluster.metadata_url)
     try:
+        # One auditor, elected among the brokers (each of them is a re-replication worker).
+        auditor = wait_for(inspector.auditor, 30, "an auditor")
+        assert re.match(r"broker-[123]@", auditor), auditor
         def kill_a_storage_node(workload: Workload) -> None:
             topic_ledgers = {i: m for i, m in inspector.ledgers().items()
                              if managed_ledger_of(m).startswith(TOPIC_LEDGERS)}
