@@ -223,3 +223,39 @@ def test_transactional_offsets_with_the_group_coordinated_elsewhere(cluster):
 
     outputs = read_values(bootstrap, "read_committed", 30, OUTPUT, STREAM_PARTITIONS)
     assert sorted(outputs) == sorted(f"out-in-{n}" for n in range(30))
+
+
+def test_a_transaction_outlives_its_coordinator(cluster):
+    """The transaction coordinator is SIGKILLed mid-transaction: another broker claims its
+    __transaction_state partition, loads the open transaction, and the commit completes."""
+    topic, transactional_id = "survivals", "survivor-1"
+    coordinator = designated_coordinator(TRANSACTION_STATE_TOPIC, transactional_id,
+                                         DEFAULT_TRANSACTION_STATE_PARTITIONS)
+    survivor = next(b for b in BROKERS if b != coordinator)
+    cluster.create_topic(topic, STREAM_PARTITIONS)
+    wait_for(lambda: find_coordinator(cluster.brokers[survivor].address, transactional_id,
+                                      TRANSACTION_KEY) == coordinator, 60, "the coordinator")
+    producer = Producer({"bootstrap.servers": cluster.bootstrap(),
+                         "transactional.id": transactional_id})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for partition in range(STREAM_PARTITIONS):
+        producer.produce(topic, value=f"kept-{partition}".encode(), partition=partition)
+    assert producer.flush(30) == 0
+
+    cluster.brokers[coordinator].kill()
+    producer.commit_transaction(90)  # finds the new coordinator once the old one's session ends
+
+    state_partition = coordinator_partition(transactional_id,
+                                            DEFAULT_TRANSACTION_STATE_PARTITIONS)
+    successor = find_coordinator(cluster.brokers[survivor].address, transactional_id,
+                                 TRANSACTION_KEY)
+    assert successor in BROKERS and successor != coordinator
+    assert (f"coordinating the transactional ids of {TRANSACTION_STATE_TOPIC}-{state_partition}"
+            in cluster.log_of(successor))
+    committed = read_values(cluster.bootstrap(), "read_committed", STREAM_PARTITIONS, topic,
+                            STREAM_PARTITIONS)
+    assert sorted(committed) == [f"kept-{p}" for p in range(STREAM_PARTITIONS)]
+
+    cluster.brokers[coordinator].start()  # the module's cluster is whole again for others
+    wait_for(lambda: coordinator in cluster.live_broker_ids(), 60, "the broker back")
