@@ -256,7 +256,7 @@ class Broker:
     async def stop(self) -> None:
         if self._saver is not None and self._saver.running:
             self._saver.stop()
-        self.transactions.stop()
+        await self.transactions.stop()
         await self.groups.stop()
         await self.partitions.close_all()
         await self.ownership.stop()

@@ -126,9 +126,13 @@ class TransactionCoordinator:
         self._expiry = task.LoopingCall(self._abort_expired)
         self._expiry.start(EXPIRY_CHECK_SECONDS, now=False)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop expiring transactions and let every partition go, after the requests in
+        progress (before the broker gives up its claims)."""
         if self._expiry is not None and self._expiry.running:
             self._expiry.stop()
+        for partition in sorted(self._loaded | set(self._loading)):
+            await self.unload_partition(partition)
 
     # -- the partitions coordinated here ----------------------------------------------------------
 

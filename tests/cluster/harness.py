@@ -66,11 +66,13 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> obje
 class ClusterUnderTest:
     def __init__(self, base_dir: Path, zookeeper_url: str,
                  session_timeout: float = SESSION_TIMEOUT,
-                 replication: ReplicationSettings | None = REPLICATION) -> None:
+                 replication: ReplicationSettings | None = REPLICATION,
+                 auto_recovery: AutoRecoverySettings = AUTO_RECOVERY) -> None:
         self.base_dir = base_dir
         self.metadata_url = f"{zookeeper_url}?session_timeout={session_timeout:g}"
         self.session_timeout = session_timeout
         self.replication = replication
+        self.auto_recovery = auto_recovery
         self.storage_nodes: list[StorageNodeService] = []
         self.brokers: dict[int, BrokerProcess] = {}
         self._admins: dict[str, AdminClient] = {}
@@ -88,7 +90,7 @@ class ClusterUnderTest:
     def _broker(self, broker_id: int) -> BrokerProcess:
         broker = BrokerProcess(self.base_dir / f"broker-{broker_id}.log", self.metadata_url,
                                broker_id=broker_id, replication=self.replication,
-                               settings=BROKER_SETTINGS, auto_recovery=AUTO_RECOVERY)
+                               settings=BROKER_SETTINGS, auto_recovery=self.auto_recovery)
         self.brokers[broker_id] = broker
         return broker
 

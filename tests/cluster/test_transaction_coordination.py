@@ -183,6 +183,24 @@ async def test_a_partition_moves_without_two_coordinators_or_stale_state(brokers
 
 
 @pytest_twisted.ensureDeferred
+async def test_stopping_lets_every_partition_go_after_the_requests_in_progress(brokers):
+    _, make = brokers
+    broker, coordinator = make()
+    broker.owned = set(range(coordinator.partition_count))
+    await coordinator.start()  # loads what the broker owns
+    assert all(coordinator.is_loaded(p) for p in broker.owned)
+    broker.producer_ids.hold = True
+    in_progress = defer.ensureDeferred(
+        coordinator.init_producer(TRANSACTIONAL_ID, TIMEOUT_MS, -1, -1))
+    stopping = defer.ensureDeferred(coordinator.stop())
+    assert not stopping.called
+    broker.producer_ids.release()
+    assert await in_progress == (1001, 0)
+    await stopping
+    assert not any(coordinator.is_loaded(p) for p in broker.owned)
+
+
+@pytest_twisted.ensureDeferred
 async def test_loading_finishes_a_half_ended_transaction_with_markers_for_its_groups(brokers):
     store, make = brokers
     broker, coordinator = make()
