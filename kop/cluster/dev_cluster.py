@@ -122,6 +122,10 @@ def run_dev_cluster(brokers: int, storage_nodes: int, base_dir: str | None = Non
               f"Qa={replication.ack_quorum}", flush=True)
         print(f"auto-recovery: in every broker, re-replicating a storage node's ledgers "
               f"{recovery_grace_period:g} s after it goes away", flush=True)
+        if storage_nodes <= replication.ensemble_size:
+            print(f"note: no spare storage node for ensemble changes: while one is down, "
+                  f"writes wait for it (--storage-nodes {replication.ensemble_size + 1} "
+                  "keeps them going)", flush=True)
         print(f"metadata: {url}", flush=True)
         print(f"logs: {root}", flush=True)
         print(f"bootstrap servers: {bootstrap}", flush=True)
