@@ -156,7 +156,11 @@ class TransactionCoordinator:
                 transactional_id = urllib.parse.unquote(name)
                 if self.partition_of(transactional_id) != partition:
                     continue
-                found = await self._load(transactional_id)
+                try:
+                    found = await self._load(transactional_id)
+                except KafkaError as exc:
+                    log.error("%s", exc)  # the other ids are served all the same
+                    continue
                 if found is not None and found.state in ENDING:
                     half_ended.append(transactional_id)
         finally:
@@ -218,7 +222,14 @@ class TransactionCoordinator:
         if found is None:
             self._cache.pop(transactional_id, None)
             return None
-        loaded = Transaction.from_json(transactional_id, found.value, found.version)
+        try:
+            loaded = Transaction.from_json(transactional_id, found.value, found.version)
+        except (ValueError, KeyError, TypeError) as exc:  # JSON errors are ValueErrors
+            # Left as found (nothing is lost); only this id is unavailable until repaired.
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                             f"the stored state of transactional id {transactional_id!r} "
+                             f"is unreadable ({exc!r}); repair or delete "
+                             f"{self._path(transactional_id)}") from None
         self._cache[transactional_id] = loaded
         return loaded
 

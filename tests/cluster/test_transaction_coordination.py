@@ -254,3 +254,21 @@ async def test_a_marker_for_an_offsets_partition_completes_its_groups_offsets():
     assert await write_local_marker(broker, OFFSETS_TOPIC, 3, 77, 1, commit=False) == (
         ErrorCode.NOT_COORDINATOR)
     assert broker.groups.completed == [(3, 77, True)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unreadable_record_makes_only_its_own_id_unavailable(brokers):
+    store, make = brokers
+    broker, coordinator = make()
+    partition = coordinator.partition_of(TRANSACTIONAL_ID)
+    damaged = next(f"damaged-{n}" for n in range(1000)
+                   if coordinator.partition_of(f"damaged-{n}") == partition)
+    garbage = b'{"producer_id": 5'
+    await store.create(coordinator._path(damaged), garbage)
+    broker.owned.add(partition)
+    await coordinator.load_partition(partition)
+    assert coordinator.is_loaded(partition)
+    assert await coordinator.init_producer(TRANSACTIONAL_ID, TIMEOUT_MS, -1, -1) == (1001, 0)
+    assert await refused_with(coordinator.init_producer(damaged, TIMEOUT_MS, -1, -1)
+                              ) == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert (await store.get(coordinator._path(damaged))).value == garbage  # left as found
