@@ -245,8 +245,9 @@ class ConsumerWorker:
                 current = None
         return current
 
-    def assignments_seen(self) -> int:
-        return sum(1 for event in self.snapshot() if event["event"] == "assigned")
+    def rebalances_seen(self) -> int:
+        """How many assignment changes the client reported (partitions assigned or revoked)."""
+        return sum(1 for event in self.snapshot() if event["event"] in ("assigned", "revoked"))
 
     def consumed(self) -> list[Consumed]:
         return [Consumed(self.name, e["partition"], e["offset"], e["value"])
