@@ -19,7 +19,12 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from compat_tests.clients.base import DEFAULT_WAIT_SECONDS, Client, Member
+from compat_tests.clients.base import (
+    DEFAULT_WAIT_SECONDS,
+    Client,
+    Member,
+    record_from_python_client,
+)
 from compat_tests.kafka_errors import name_for_code
 from compat_tests.model import (
     BrokerError,
@@ -45,16 +50,7 @@ def _check_error_code(code: int, what: str) -> None:
     if code:
         raise BrokerError(name_for_code(code), what)
 
-
-def _to_record(message: Any) -> Record:
-    return Record(
-        key=message.key,
-        value=message.value,
-        headers=tuple((name, value or b"") for name, value in message.headers or ()),
-        timestamp=message.timestamp,
-        partition=message.partition,
-        offset=message.offset,
-    )
+_to_record = record_from_python_client
 
 
 class AIOKafkaMember(Member):

@@ -9,7 +9,7 @@ error from the broker is raised as `BrokerError` carrying Kafka's error name.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from compat_tests.model import (
     GroupDescription,
@@ -168,3 +168,15 @@ class Client(ABC):
 
     def delete_group(self, group_id: str) -> None:
         raise self._no_admin()
+
+
+def record_from_python_client(message: Any) -> Record:
+    """A consumed message of kafka-python or aiokafka (same shape) as a Record."""
+    return Record(
+        key=message.key,
+        value=message.value,
+        headers=tuple((name, value or b"") for name, value in message.headers or ()),
+        timestamp=message.timestamp,
+        partition=message.partition,
+        offset=message.offset,
+    )

@@ -11,7 +11,12 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from compat_tests.clients.base import DEFAULT_WAIT_SECONDS, Client, Member
+from compat_tests.clients.base import (
+    DEFAULT_WAIT_SECONDS,
+    Client,
+    Member,
+    record_from_python_client,
+)
 from compat_tests.kafka_errors import name_for_code
 from compat_tests.model import (
     BrokerError,
@@ -38,16 +43,7 @@ def _broker_error(exc: KafkaError) -> BrokerError | KafkaError:
     errno = getattr(exc, "errno", None)
     return BrokerError(name_for_code(errno), str(exc)) if errno is not None else exc
 
-
-def _to_record(message: Any) -> Record:
-    return Record(
-        key=message.key,
-        value=message.value,
-        headers=tuple((name, value or b"") for name, value in message.headers or ()),
-        timestamp=message.timestamp,
-        partition=message.partition,
-        offset=message.offset,
-    )
+_to_record = record_from_python_client
 
 
 class KafkaPythonMember(Member):
