@@ -36,8 +36,10 @@ from kop.errors import KafkaError
 from kop.producer_state import ProducerStateTable
 from kop.transaction_index import TransactionIndex
 from storage.managed_ledger import ManagedLedger, Position
+from storage.node.buffers import Buffer, Payload
 from wire.generated.error_codes import ErrorCode
 from wire.records.batch import (
+    BATCH_HEADER_SIZE,
     BatchHeader,
     assign_offsets,
     check_produce_records,
@@ -194,7 +196,7 @@ class PartitionLog:
         """
         if self._failure is not None:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, "partition is being reopened")
-        buffer, header = self._validated_batch(records)
+        records, header = self._validated_batch(records)
 
         duplicate = None
         if producer_checks and header.has_producer_id:
@@ -204,11 +206,11 @@ class PartitionLog:
             return self._answer_duplicate(duplicate.first_offset)
 
         base_offset = self.next_offset
-        header = assign_offsets(buffer, 0, header, base_offset, self.leader_epoch)
         append_time = -1
         if self.config.log_append_time:
             append_time = int(self._clock() * 1000)
-            header = set_log_append_time(buffer, 0, header, append_time)
+        parts, header = _stamped_batch(records, header, base_offset, self.leader_epoch,
+                                       append_time)
         self.next_offset = header.next_offset
         if header.has_producer_id:
             self.producers.record(header.producer_id, header.producer_epoch,
@@ -216,13 +218,13 @@ class PartitionLog:
                                   base_offset, header.last_offset)
             if header.is_transactional:
                 self.transactions.on_data_batch(header.producer_id, base_offset)
-        return self._store(buffer, base_offset, header.next_offset, append_time)
+        return self._store(parts, base_offset, header.next_offset, append_time)
 
-    def _store(self, buffer: bytearray | bytes, base_offset: int, next_offset: int,
+    def _store(self, batch: Payload, base_offset: int, next_offset: int,
                append_time: int) -> defer.Deferred[AppendResult]:
         appended: defer.Deferred[AppendResult] = defer.Deferred()
         self._in_flight[base_offset] = appended
-        stored = self.ledger.append(buffer, base_offset)
+        stored = self.ledger.append(batch, base_offset)
         stored.addCallbacks(
             self._append_done, self._append_failed,
             callbackArgs=(base_offset, next_offset, append_time),
@@ -268,7 +270,7 @@ class PartitionLog:
     def aborted_transactions(self, first_offset: int, last_offset: int) -> list[tuple[int, int]]:
         return self.transactions.aborted_overlapping(first_offset, last_offset)
 
-    def _validated_batch(self, records: bytes) -> tuple[bytearray, BatchHeader]:
+    def _validated_batch(self, records: bytes) -> tuple[bytes, BatchHeader]:
         try:
             magic = peek_magic(records)
             if magic is not None and magic < 2:
@@ -287,7 +289,7 @@ class PartitionLog:
                 f"The batch is {header.size} bytes, larger than max.message.bytes "
                 f"{self.config.max_message_bytes}",
             )
-        return bytearray(records), header
+        return records, header
 
     def _answer_duplicate(self, first_offset: int) -> defer.Deferred[AppendResult]:
         pending = self._in_flight.get(first_offset)
@@ -345,15 +347,15 @@ class PartitionLog:
         if position is None:
             return b""
         entries = await self.ledger.read(position, SCAN_CHUNK_ENTRIES, max_bytes)
-        chunks: list[bytes] = []
+        chunks: list[Buffer] = []
         size = 0
         for entry in entries:
             if entry.index >= limit:
                 break
-            if chunks and size + len(entry.data) > max_bytes:
+            if chunks and size + entry.size > max_bytes:
                 break
-            chunks.append(entry.data)
-            size += len(entry.data)
+            chunks.extend(entry.parts)  # appended batches are parts: joined once, below
+            size += entry.size
         return b"".join(chunks)
 
     async def _locate(self, offset: int) -> Position | None:
@@ -472,6 +474,31 @@ class PartitionLog:
             except Exception as exc:  # closing must go on; the log replays on open
                 log.warning("%r: could not save state on close: %s", self, exc)
         await self.ledger.close()
+
+
+def _stamped_batch(records: bytes, header: BatchHeader, base_offset: int, leader_epoch: int,
+                   append_time: int) -> tuple[Payload, BatchHeader]:
+    """The batch to store, with the broker's base offset and partition leader epoch (and
+    LogAppendTime when `append_time` is not -1), and its header as it then reads.
+
+    `records` holds exactly this one batch. Base offset and leader epoch lie in the first 16
+    bytes, outside the batch CRC: only the 61-byte header is copied and patched, and the
+    records follow as a view of the (immutable) bytes received — two parts, which nothing
+    below joins. LogAppendTime changes fields the CRC covers, so that (rare) case patches a
+    copy of the whole batch and recomputes the CRC over it.
+    """
+    if append_time != -1:
+        buffer = bytearray(records)
+        header = assign_offsets(buffer, 0, header, base_offset, leader_epoch)
+        return buffer, set_log_append_time(buffer, 0, header, append_time)
+    view = memoryview(records)
+    if not view.readonly:  # the caller could still change it: keep a copy of our own
+        view = memoryview(bytes(view))
+    head = bytearray(view[:BATCH_HEADER_SIZE])
+    header = assign_offsets(head, 0, header, base_offset, leader_epoch)
+    if len(view) == BATCH_HEADER_SIZE:
+        return bytes(head), header
+    return (bytes(head), view[BATCH_HEADER_SIZE:]), header
 
 
 def _end_offset(entry_data: bytes, base_offset: int) -> int:

@@ -28,7 +28,7 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from storage.ledger.entry_format import frame_entry
+from storage.ledger.entry_format import frame_entry_parts
 from storage.ledger.errors import (
     EntryTooLargeError,
     LedgerClosedError,
@@ -45,6 +45,7 @@ from storage.ledger.reader import ReadHandle
 from storage.ledger.settings import LedgerClientSettings
 from storage.ledger.under_replication import UnderReplication
 from storage.node import errors as node_errors
+from storage.node.buffers import Payload, payload_length
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 class _Append:
     """What the writer keeps per pending entry."""
 
-    stored: bytes  # framed bytes sent to the nodes
+    stored: Payload  # the framed entry sent to the nodes: bytes, or parts never joined here
     running_length: int  # payload bytes of the ledger up to and including this entry
     done: defer.Deferred[int]
 
@@ -133,24 +134,27 @@ class WriteHandle(ReadHandle):
 
     # -- appending -------------------------------------------------------------------------
 
-    def append(self, payload: bytes) -> defer.Deferred[int]:
-        """Append `payload` as the next entry; fires with its entry id once acknowledged.
+    def append(self, payload: Payload) -> defer.Deferred[int]:
+        """Append `payload` (bytes, or parts: stored as if joined, without joining them) as
+        the next entry; fires with its entry id once acknowledged. The payload's buffers must
+        not change until then.
 
         A payload above `max_entry_bytes` fails with EntryTooLargeError and leaves the
         ledger untouched.
         """
-        if len(payload) > self._settings.max_entry_bytes:
+        size = payload_length(payload)
+        if size > self._settings.max_entry_bytes:
             return defer.fail(EntryTooLargeError(
-                f"ledger {self.ledger_id}: entry of {len(payload)} bytes exceeds the "
+                f"ledger {self.ledger_id}: entry of {size} bytes exceeds the "
                 f"{self._settings.max_entry_bytes}-byte limit"
             ))
         entry_id = self._queue.next_entry_id
-        running_length = self.length + len(payload)
-        stored = frame_entry(self.ledger_id, entry_id, running_length, payload)
-        return self.append_stored(stored, running_length, len(payload))
+        running_length = self.length + size
+        stored = frame_entry_parts(self.ledger_id, entry_id, running_length, payload)
+        return self.append_stored(stored, running_length, size)
 
     def append_stored(
-        self, stored: bytes, running_length: int, payload_size: int
+        self, stored: Payload, running_length: int, payload_size: int
     ) -> defer.Deferred[int]:
         """Append an already framed entry (recovery re-adds the exact bytes it read)."""
         if self._failure is not None:

@@ -39,7 +39,7 @@ class ReadBatch:
         for entry in entries:
             if self.full:
                 return
-            size = len(entry.data)
+            size = entry.size
             if self.budget is not None:
                 if self.entries and size > self.budget:
                     self.full = True
@@ -73,7 +73,7 @@ class EntryCache:
         if self._max_bytes <= 0:
             return
         self._entries.append(entry)
-        self._bytes += len(entry.data) + ENTRY_OVERHEAD_BYTES
+        self._bytes += entry.size + ENTRY_OVERHEAD_BYTES
         self._shrink_to(self._max_bytes)
 
     def read(self, start: Position, max_entries: int, max_bytes: int | None) -> list[Entry] | None:
@@ -120,7 +120,7 @@ class EntryCache:
         entry = self._entries[self._head]
         self._entries[self._head] = None  # type: ignore[call-overload]  # free the data now
         self._head += 1
-        self._bytes -= len(entry.data) + ENTRY_OVERHEAD_BYTES
+        self._bytes -= entry.size + ENTRY_OVERHEAD_BYTES
 
     def _compact(self) -> None:
         if self._head and self._head * 2 >= len(self._entries):

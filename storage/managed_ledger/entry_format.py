@@ -3,6 +3,7 @@ index, then the caller's data unchanged.
 
 Layout (big-endian): format byte (1) | index (signed 64-bit) | data.
 The index lets `find(index)` binary-search inside a ledger by reading entries.
+Appends use `entry_parts`: the header goes in front of the data's parts, nothing is copied.
 """
 
 from __future__ import annotations
@@ -10,15 +11,22 @@ from __future__ import annotations
 import struct
 
 from storage.managed_ledger.errors import CorruptEntryError
+from storage.node.buffers import Buffer, Payload, as_parts
 
 ENTRY_FORMAT_V1 = 1
 _HEADER = struct.Struct(">Bq")
 HEADER_SIZE = _HEADER.size
 
 
-def encode_entry(index: int, data: bytes) -> bytes:
-    """Prefix data with the header; index must fit a signed 64-bit integer."""
-    return _HEADER.pack(ENTRY_FORMAT_V1, index) + data
+def entry_parts(index: int, data: Payload) -> tuple[Buffer, ...]:
+    """The stored entry as parts: the header, then data's parts unchanged; index must fit a
+    signed 64-bit integer."""
+    return (_HEADER.pack(ENTRY_FORMAT_V1, index), *as_parts(data))
+
+
+def encode_entry(index: int, data: Payload) -> bytes:
+    """The stored entry joined: data (bytes or parts) prefixed with the header."""
+    return b"".join(entry_parts(index, data))
 
 
 def decode_index(stored: bytes, where: str = "entry") -> int:

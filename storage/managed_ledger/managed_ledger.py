@@ -32,7 +32,7 @@ from storage.managed_ledger.background import BackgroundTasks
 from storage.managed_ledger.cache import EntryCache
 from storage.managed_ledger.config import ManagedLedgerConfig
 from storage.managed_ledger.cursor import ManagedCursor
-from storage.managed_ledger.entry_format import HEADER_SIZE, encode_entry
+from storage.managed_ledger.entry_format import HEADER_SIZE, entry_parts
 from storage.managed_ledger.errors import (
     CursorNotFoundError,
     ManagedLedgerClosedError,
@@ -45,6 +45,7 @@ from storage.managed_ledger.names import validate_cursor_name
 from storage.managed_ledger.position import Entry, Position
 from storage.managed_ledger.reader import ChainReader, LedgerRange, ledger_length
 from storage.managed_ledger.retention import ledgers_to_delete
+from storage.node.buffers import Payload, payload_length
 
 if TYPE_CHECKING:
     from storage.ledger import LedgerClient, WriteHandle
@@ -66,7 +67,8 @@ class State(enum.Enum):
 
 @dataclass(slots=True)
 class _PendingAppend:
-    data: bytes
+    data: Payload  # as the caller gave it: bytes or parts, never joined on the way down
+    size: int
     index: int
     done: defer.Deferred[Position]
 
@@ -198,9 +200,13 @@ class ManagedLedger:
 
     # ------------------------------------------------------------------ appends
 
-    def append(self, data: bytes, index: int) -> defer.Deferred[Position]:
+    def append(self, data: Payload, index: int) -> defer.Deferred[Position]:
         """Append one entry; fires with its Position once durable on the ack quorum.
         Appends complete in call order. index must not decrease from one append to the next.
+
+        `data` is bytes or a sequence of parts (bytes-like) that together make the entry:
+        they go down to the storage nodes and into the tail cache as they are, not joined,
+        and must not change afterwards.
         """
         if self._state is not State.OPEN:
             return defer.fail(self._unusable_error())
@@ -214,7 +220,7 @@ class ManagedLedger:
                 )
             )
         self._last_sent_index = index
-        pending = _PendingAppend(data, index, defer.Deferred())
+        pending = _PendingAppend(data, payload_length(data), index, defer.Deferred())
         if self._queued or self._rolling or not self._can_send():
             self._queued.append(pending)
             self._start_rollover()
@@ -249,10 +255,10 @@ class ManagedLedger:
 
     def _send(self, pending: _PendingAppend) -> None:
         assert self._writer is not None and self._current is not None
-        payload = encode_entry(pending.index, pending.data)
+        payload = entry_parts(pending.index, pending.data)
         current = self._current
         current.sent_entries += 1
-        current.sent_bytes += len(payload)
+        current.sent_bytes += HEADER_SIZE + pending.size
         self._in_flight += 1
         appended = self._writer.append(payload)
         appended.addCallbacks(
@@ -263,7 +269,7 @@ class ManagedLedger:
     def _append_done(self, entry_id: int, pending: _PendingAppend, current: _CurrentLedger) -> None:
         self._in_flight -= 1
         current.confirmed_entries = entry_id + 1
-        current.confirmed_bytes += len(pending.data) + HEADER_SIZE
+        current.confirmed_bytes += HEADER_SIZE + pending.size
         if entry_id == 0:
             current.first_index = pending.index
         self._last_confirmed_index = pending.index

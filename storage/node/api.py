@@ -8,6 +8,8 @@ from typing import NamedTuple, Protocol
 
 from twisted.internet.defer import Deferred
 
+from storage.node.buffers import Payload
+
 MAX_LIST_ENTRIES = 8 * 1024 * 1024
 """Most entry ids one list_entries call covers (a 1 MiB bitmap)."""
 
@@ -42,10 +44,12 @@ class LacResult(NamedTuple):
 class StorageNodeClient(Protocol):
     address: str  # "host:port", or "local:<data dir>" for an in-process node
 
-    def add_entry(self, ledger_id: int, entry_id: int, last_add_confirmed: int, payload: bytes,
-                  *, recovery: bool = False) -> Deferred[None]:
-        """Fires once the entry is fsync'd in the node's journal. A fenced ledger refuses
-        ordinary adds (LedgerFencedError); recovery adds are always accepted."""
+    def add_entry(self, ledger_id: int, entry_id: int, last_add_confirmed: int,
+                  payload: Payload, *, recovery: bool = False) -> Deferred[None]:
+        """Fires once the entry is fsync'd in the node's journal. `payload` is bytes or a
+        sequence of parts (stored joined; the caller must not change them until it fires).
+        A fenced ledger refuses ordinary adds (LedgerFencedError); recovery adds are always
+        accepted."""
 
     def read_entry(self, ledger_id: int, entry_id: int, *, fence: bool = False) -> Deferred[bytes]:
         """The entry's payload. fence=True fences the ledger on the node first (durably)."""

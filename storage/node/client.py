@@ -19,6 +19,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from storage.node.api import LacResult
+from storage.node.buffers import Payload
 from storage.node.core import StorageNode
 from storage.node.errors import InvalidRequestError, NodeUnavailableError, ProtocolError
 from storage.node.protocol import (
@@ -61,8 +62,8 @@ class LocalStorageNodeClient:
         self.node = node
         self.address = f"local:{node.data_dir}"
 
-    def add_entry(self, ledger_id: int, entry_id: int, last_add_confirmed: int, payload: bytes,
-                  *, recovery: bool = False) -> defer.Deferred[None]:
+    def add_entry(self, ledger_id: int, entry_id: int, last_add_confirmed: int,
+                  payload: Payload, *, recovery: bool = False) -> defer.Deferred[None]:
         return self.node.add_entry(ledger_id, entry_id, last_add_confirmed, payload,
                                    recovery=recovery)
 
@@ -164,8 +165,8 @@ class RemoteStorageNodeClient:
 
     # --- the StorageNodeClient interface ------------------------------------------------------
 
-    def add_entry(self, ledger_id: int, entry_id: int, last_add_confirmed: int, payload: bytes,
-                  *, recovery: bool = False) -> defer.Deferred[None]:
+    def add_entry(self, ledger_id: int, entry_id: int, last_add_confirmed: int,
+                  payload: Payload, *, recovery: bool = False) -> defer.Deferred[None]:
         return self._call(AddEntryRequest(ledger_id, entry_id, last_add_confirmed, recovery,
                                           payload))
 

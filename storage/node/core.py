@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from storage.node.api import MAX_LIST_ENTRIES, LacResult, encode_entry_bitmap
+from storage.node.buffers import Payload, payload_length
 from storage.node.errors import (
     InvalidRequestError,
     JournalFailedError,
@@ -187,9 +188,10 @@ class StorageNode:
 
     # --- the node operations --------------------------------------------------------------------
 
-    def add_entry(self, ledger_id: int, entry_id: int, last_add_confirmed: int, payload: bytes,
-                  *, recovery: bool = False) -> defer.Deferred[None]:
-        """Store an entry; fires once it is fsync'd. A fenced ledger refuses ordinary adds."""
+    def add_entry(self, ledger_id: int, entry_id: int, last_add_confirmed: int,
+                  payload: Payload, *, recovery: bool = False) -> defer.Deferred[None]:
+        """Store an entry (bytes, or parts written one after the other); fires once it is
+        fsync'd. A fenced ledger refuses ordinary adds."""
         try:
             self._check_open()
             if entry_id < 0:
@@ -310,11 +312,11 @@ class StorageNode:
             raise StorageNodeError(f"storage node {self.data_dir} is closed")
 
     def _append(self, kind: RecordKind, ledger_id: int, entry_id: int, last_add_confirmed: int,
-                header: bytes, payload: bytes = b"") -> tuple[int, RecordInfo, defer.Deferred]:
+                header: bytes, payload: Payload = b"") -> tuple[int, RecordInfo, defer.Deferred]:
         """Journal a record and remember it for its segment's index file."""
         segment, offset, durable = self._journal.append(header, payload)
         record = RecordInfo(kind, ledger_id, entry_id, last_add_confirmed, offset,
-                            len(header) + len(payload))
+                            len(header) + payload_length(payload))
         records = self._unindexed.get(segment)
         if records is None:
             records = self._unindexed[segment] = []

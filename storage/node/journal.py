@@ -27,6 +27,7 @@ from twisted.internet import defer, threads
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from storage.node.buffers import Buffer, Payload, as_parts, payload_length
 from storage.node.errors import JournalFailedError
 from storage.node.files import fsync_directory
 from storage.node.records import SEGMENT_HEADER_BYTES, encode_segment_header
@@ -52,8 +53,9 @@ class _SegmentWriter:
         self._segment = -1
         self._fd = -1
 
-    def write_batch(self, groups: list[tuple[int, list[bytes]]]) -> None:
-        """Write and fsync every group (segment number, buffers) in order."""
+    def write_batch(self, groups: list[tuple[int, list[Buffer]]]) -> None:
+        """Write and fsync every group (segment number, buffers) in order: one `writev` per
+        segment and up to IOV_MAX buffers, one fsync for everything."""
         for segment, buffers in groups:
             if segment != self._segment:
                 self._start_segment(segment)
@@ -104,8 +106,8 @@ class Journal:
         self._writer = _SegmentWriter(directory)
         self._pool = ThreadPool(1, 1, name="kop-journal")
         self._shutdown_trigger = None
-        # Queued, not yet handed to the writer: (segment, header, payload, deferred)
-        self._queued: list[tuple[int, bytes, bytes, defer.Deferred]] = []
+        # Queued, not yet handed to the writer: (segment, header, payload parts, deferred)
+        self._queued: list[tuple[int, bytes, tuple[Buffer, ...], defer.Deferred]] = []
         self._queued_seals: list[tuple[int, int]] = []
         self._flush_scheduled = False
         self._writing = False
@@ -120,12 +122,13 @@ class Journal:
 
     # --- appending (reactor thread) ---------------------------------------------------------
 
-    def append(self, header: bytes, payload: bytes = b"") -> tuple[int, int, defer.Deferred]:
-        """Queue one record; returns (segment, offset, Deferred fired once it is durable).
+    def append(self, header: bytes, payload: Payload = b"") -> tuple[int, int, defer.Deferred]:
+        """Queue one record: `header`, then `payload` (bytes or parts, written as they are,
+        not joined); returns (segment, offset, Deferred fired once it is durable).
         Raises JournalFailedError once a write has failed."""
         if self._failure is not None:
             raise self._failure
-        length = len(header) + len(payload)
+        length = len(header) + payload_length(payload)
         if (self.active_end + length > self._segment_bytes
                 and self.active_end > SEGMENT_HEADER_BYTES):
             self._queued_seals.append((self.active_segment, self.active_end))
@@ -134,7 +137,7 @@ class Journal:
         segment, offset = self.active_segment, self.active_end
         self.active_end += length
         durable: defer.Deferred = defer.Deferred()
-        self._queued.append((segment, header, payload, durable))
+        self._queued.append((segment, header, as_parts(payload), durable))
         if not self._flush_scheduled and not self._writing:
             # Wait for the end of this reactor turn: everything else that arrives in the
             # same turn (e.g. the rest of a socket read) joins this batch.
@@ -153,14 +156,13 @@ class Journal:
             return
         batch, self._queued = self._queued, []
         seals, self._queued_seals = self._queued_seals, []
-        groups: list[tuple[int, list[bytes]]] = []
-        for segment, header, payload, _ in batch:
+        groups: list[tuple[int, list[Buffer]]] = []
+        for segment, header, parts, _ in batch:
             if not groups or groups[-1][0] != segment:
                 groups.append((segment, []))
             buffers = groups[-1][1]
             buffers.append(header)
-            if payload:
-                buffers.append(payload)
+            buffers.extend(parts)
         self._writing = True
         written = threads.deferToThreadPool(self._reactor, self._pool,
                                             self._writer.write_batch, groups)

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import construct as c
 
+from storage.node.buffers import Buffer, Payload, join_payload, payload_length
 from storage.node.errors import (
     CorruptEntryError,
     InvalidRequestError,
@@ -182,13 +183,20 @@ class MessageLayout:
         self.framed = struct.Struct(">IBBI" + "".join(formats))
 
     def encode_frame(self, version: int, op: int, request_id: int, *fields: Any,
-                     tail: bytes = b"") -> bytes:
-        """A complete frame: header, the fixed fields, then `tail`."""
-        length = self.framed.size - 4 + len(tail)
-        return self.framed.pack(length, version, op, request_id, *fields) + tail
+                     tail: Payload = b"") -> bytes:
+        """A complete frame: header, the fixed fields, then `tail` (bytes or parts). The
+        frame is joined here, once: Twisted's transports take bytes only, and would join
+        parts handed to `writeSequence` themselves (memoryview parts would need a copy each
+        first)."""
+        length = self.framed.size - 4 + payload_length(tail)
+        head = self.framed.pack(length, version, op, request_id, *fields)
+        if isinstance(tail, (bytes, bytearray, memoryview)):
+            return head + tail
+        return b"".join((head, *tail))
 
-    def decode(self, body: bytes) -> tuple[Any, ...]:
-        """The fixed fields, followed by the trailing bytes if the layout has them."""
+    def decode(self, body: Buffer) -> tuple[Any, ...]:
+        """The fixed fields, followed by the trailing bytes if the layout has them (a view
+        when `body` is one: a payload is not copied out of its frame)."""
         if len(body) < self.fixed.size or (self.tail_name is None and len(body) != self.fixed.size):
             raise ProtocolError(
                 f"body of {len(body)} bytes does not fit layout "
@@ -223,42 +231,53 @@ class Frame(NamedTuple):
     version: int
     op: int
     request_id: int
-    body: bytes
+    body: bytes | memoryview  # a view into the received bytes when read by FrameReader
 
 
 class FrameReader:
-    """Splits a byte stream into frames. Keeps a bytearray and a read offset, so a
-    large frame arriving in many pieces costs linear time, not quadratic."""
+    """Splits a byte stream into frames.
+
+    Received chunks are kept as they arrive and joined once, when the frame they complete is
+    whole; each frame's body is a view into the joined bytes, not a copy. So a 1 MiB entry
+    arriving in 64 KiB reads is copied once (not appended to a growing buffer, sliced out
+    and copied again), and a large frame costs linear time, not quadratic."""
 
     def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
-        self._buffer = bytearray()
-        self._offset = 0
+        self._chunks: list[Buffer] = []
+        self._buffered = 0
+        self._wanted = HEADER_BYTES  # bytes that must be buffered before a frame can be whole
         self._max_frame_bytes = max_frame_bytes
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add bytes; return every frame now complete. Raises ProtocolError on a bad length."""
-        self._buffer += data
+        if data:
+            self._chunks.append(data)
+            self._buffered += len(data)
+        if self._buffered < self._wanted:
+            return []  # a frame still arriving: nothing to copy or parse yet
+        received = join_payload(self._chunks)
+        view = memoryview(received)
         frames = []
-        buffer = self._buffer
-        while len(buffer) - self._offset >= HEADER_BYTES:
-            length, version, op, request_id = _HEADER.unpack_from(buffer, self._offset)
+        offset, available = 0, len(received)
+        self._wanted = HEADER_BYTES
+        while available - offset >= HEADER_BYTES:
+            length, version, op, request_id = _HEADER.unpack_from(received, offset)
             if length < _MIN_LENGTH or length > self._max_frame_bytes:
                 raise ProtocolError(f"frame length {length} outside [{_MIN_LENGTH}, "
                                     f"{self._max_frame_bytes}]")
-            end = self._offset + 4 + length
-            if end > len(buffer):
+            end = offset + 4 + length
+            if end > available:
+                self._wanted = 4 + length
                 break
-            frames.append(Frame(version, op, request_id,
-                                bytes(buffer[self._offset + HEADER_BYTES:end])))
-            self._offset = end
-        if self._offset and self._offset * 2 >= len(buffer):
-            del buffer[:self._offset]
-            self._offset = 0
+            frames.append(Frame(version, op, request_id, view[offset + HEADER_BYTES:end]))
+            offset = end
+        self._buffered = available - offset
+        self._chunks = [view[offset:]] if self._buffered else []
         return frames
 
     @property
     def buffered_bytes(self) -> int:
-        return len(self._buffer) - self._offset
+        return self._buffered
 
 
 # --- requests ------------------------------------------------------------------------------------
@@ -275,7 +294,7 @@ class AddEntryRequest:
     entry_id: int
     last_add_confirmed: int
     recovery: bool
-    payload: bytes
+    payload: Payload  # bytes or parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,14 +458,16 @@ def decode_response(frame: Frame) -> Response:
     op = frame.op
     if status != Status.OK:
         _, message = ERROR_RESPONSE_LAYOUT.decode(body)
-        return Response(frame.request_id, op, status, None, message.decode("utf-8", "replace"))
+        return Response(frame.request_id, op, status, None,
+                        bytes(message).decode("utf-8", "replace"))
     if op in (Op.ADD_ENTRY, Op.DELETE_LEDGER):
         EMPTY_RESPONSE_LAYOUT.decode(body)
         value: Any = None
     elif op == Op.READ_ENTRY:
         _, value = READ_ENTRY_RESPONSE_LAYOUT.decode(body)
     elif op == Op.LIST_ENTRIES:
-        _, value = LIST_ENTRIES_RESPONSE_LAYOUT.decode(body)
+        _, bitmap = LIST_ENTRIES_RESPONSE_LAYOUT.decode(body)
+        value = bytes(bitmap)
     elif op == Op.READ_LAC:
         _, lac, last_entry_id = READ_LAC_RESPONSE_LAYOUT.decode(body)
         value = (lac, last_entry_id)

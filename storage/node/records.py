@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 from crc32c import crc32c
 
+from storage.node.buffers import Payload, payload_crc32c, payload_length
 from storage.node.errors import CorruptEntryError, StorageFormatError
 
 log = logging.getLogger(__name__)
@@ -92,10 +93,12 @@ def check_segment_header(data: bytes, where: str) -> int:
 # --- records -------------------------------------------------------------------------------------
 
 def encode_record_header(kind: RecordKind, ledger_id: int, entry_id: int,
-                         last_add_confirmed: int, payload: bytes = b"") -> bytes:
-    """The 44-byte header to write in front of `payload`."""
-    checked = _CHECKED_PART.pack(len(payload), kind, 0, 0, ledger_id, entry_id, last_add_confirmed)
-    payload_crc = crc32c(payload)
+                         last_add_confirmed: int, payload: Payload = b"") -> bytes:
+    """The 44-byte header to write in front of `payload` (bytes or parts: the journal
+    writes the parts after the header as they are)."""
+    checked = _CHECKED_PART.pack(payload_length(payload), kind, 0, 0, ledger_id, entry_id,
+                                 last_add_confirmed)
+    payload_crc = payload_crc32c(payload)
     header_crc = crc32c(checked, crc32c(struct.pack("<I", payload_crc)))
     return struct.pack("<III", RECORD_MAGIC, header_crc, payload_crc) + checked
 
@@ -124,12 +127,12 @@ def payload_of_entry(record: bytes, ledger_id: int, entry_id: int,
     header = _parse_header(record, 0)
     if header is None:
         raise corrupt("record header fails its magic or checksum")
-    _, _, payload_crc, payload_length, kind, _, _, stored_ledger, stored_entry, _ = header
+    _, _, payload_crc, declared_length, kind, _, _, stored_ledger, stored_entry, _ = header
     if kind != RecordKind.ADD or (stored_ledger, stored_entry) != (ledger_id, entry_id):
         raise corrupt(f"header names record kind {kind}, ledger {stored_ledger}, "
                       f"entry {stored_entry}")
-    if RECORD_HEADER_BYTES + payload_length != len(record):
-        raise corrupt(f"payload length {payload_length} does not match the "
+    if RECORD_HEADER_BYTES + declared_length != len(record):
+        raise corrupt(f"payload length {declared_length} does not match the "
                       f"{len(record) - RECORD_HEADER_BYTES} bytes indexed")
     payload = memoryview(record)[RECORD_HEADER_BYTES:]
     if crc32c(payload) != payload_crc:
@@ -153,8 +156,8 @@ def _record_at(data: memoryview, offset: int) -> tuple[RecordInfo, bool] | None:
     header = _parse_header(data, offset)
     if header is None:
         return None
-    _, _, payload_crc, payload_length, kind, _, _, ledger_id, entry_id, lac = header
-    end = offset + RECORD_HEADER_BYTES + payload_length
+    _, _, payload_crc, declared_length, kind, _, _, ledger_id, entry_id, lac = header
+    end = offset + RECORD_HEADER_BYTES + declared_length
     if end > len(data):
         return None
     intact = crc32c(data[offset + RECORD_HEADER_BYTES:end]) == payload_crc

@@ -21,6 +21,7 @@ from storage.metadata.api import MetadataStore, SessionState, Versioned
 from storage.metadata.errors import BadVersionError, NodeExistsError, NoNodeError, NotEmptyError
 from storage.metadata.paths import ROOT, child_path, parent_of
 from storage.node import errors as node_errors
+from storage.node.buffers import join_payload
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class FakeNode:
         self.adds.append(AddRequest(ledger_id, entry_id, last_add_confirmed, recovery))
         if ledger_id in self.fenced and not recovery:
             return defer.fail(node_errors.LedgerFencedError(f"ledger {ledger_id} fenced"))
-        self.entries[(ledger_id, entry_id)] = bytes(payload)
+        self.entries[(ledger_id, entry_id)] = bytes(join_payload(payload))  # parts too
         self.corrupt.discard((ledger_id, entry_id))
         previous = self.last_add_confirmed.get(ledger_id, -1)
         self.last_add_confirmed[ledger_id] = max(previous, last_add_confirmed)

@@ -26,6 +26,7 @@ from storage.metadata.errors import (
     NoNodeError,
     NotEmptyError,
 )
+from storage.node.buffers import join_payload
 
 
 class FakeMetadataStore:
@@ -142,8 +143,9 @@ class FakeWriteHandle(FakeReadHandle):
             error, self.client.fail_next_append = self.client.fail_next_append, None
             return defer.fail(error)
         entry_id = len(self.ledger.entries)
-        self.ledger.entries.append(bytes(payload))  # on the nodes now; acked when released
-        self.length += len(payload)
+        stored = bytes(join_payload(payload))  # bytes or parts, as the real writer takes
+        self.ledger.entries.append(stored)  # on the nodes now; acked when released
+        self.length += len(stored)
         done: defer.Deferred[int] = defer.Deferred()
         self.client.held.append((self, entry_id, done))
         if not self.client.hold_appends:

@@ -176,3 +176,28 @@ def test_arbitrary_bytes_either_decode_or_raise_protocol_error(data):
         for decode in (decode_request, decode_response):
             with contextlib.suppress(ProtocolError):
                 decode(frame)
+
+
+@given(st.lists(st.binary(max_size=100), max_size=5), st.integers(0, 2**32 - 1))
+def test_an_add_entry_of_parts_encodes_as_the_joined_payload(parts, request_id):
+    joined = b"".join(parts)
+    framed = encode_request(1, request_id, AddEntryRequest(1, 2, 1, False, parts))
+    assert framed == encode_request(1, request_id, AddEntryRequest(1, 2, 1, False, joined))
+    assert decode_request(single_frame(framed)).payload == joined
+
+
+def test_frame_bodies_are_views_of_the_received_bytes_not_copies():
+    small = [encode_request(1, i, ReadLacRequest(i, False)) for i in range(3)]
+    chunk = b"".join(small)
+    frames = FrameReader().feed(chunk)
+    assert all(frame.body.obj is chunk for frame in frames)  # one read, no copy per frame
+
+    payload = bytes(range(256)) * 1024
+    stream = encode_request(1, 9, AddEntryRequest(1, 2, 1, False, payload))
+    reader = FrameReader()
+    pieces = [stream[start:start + 65536] for start in range(0, len(stream), 65536)]
+    received = [frame for piece in pieces for frame in reader.feed(piece)]
+    assert len(received) == 1
+    request = decode_request(received[0])
+    assert isinstance(request.payload, memoryview)  # the payload is not copied out again
+    assert request.payload == payload
