@@ -25,6 +25,7 @@ from twisted.python.threadpool import ThreadPool
 
 from storage.node.api import MAX_LIST_ENTRIES, LacResult, encode_entry_bitmap
 from storage.node.buffers import Payload, payload_length
+from storage.node.entry_reads import EntryReads
 from storage.node.errors import (
     InvalidRequestError,
     JournalFailedError,
@@ -45,7 +46,6 @@ from storage.node.records import (
     RecordInfo,
     RecordKind,
     encode_record_header,
-    payload_of_entry,
     read_record_info,
 )
 from storage.node.recovery import RecoveryStats, recover_journal
@@ -104,12 +104,6 @@ def _check_format(data_dir: Path) -> None:
                                  f"{DATA_FORMAT.strip()!r}")
 
 
-def _read_entry_payload(fd: int, location: Location, ledger_id: int, entry_id: int,
-                        where: str) -> bytes:
-    raw = os.pread(fd, location.length, location.offset)
-    return payload_of_entry(raw, ledger_id, entry_id, where)
-
-
 def _read_records(fd: int, locations: list[Location]) -> list[bytes]:
     return [os.pread(fd, location.length, location.offset) for location in locations]
 
@@ -140,6 +134,7 @@ class StorageNode:
         self._failure_listeners: list[Callable[[StorageNodeError], None]] = []
         self._readers = SegmentReaders(self._journal_dir)
         self._pool = ThreadPool(1, config.read_threads, name="kop-node-io")
+        self._entry_reads = EntryReads(reactor, self._pool, self._readers)
         self._unindexed: dict[int, list[RecordInfo]] = {}  # records of segments not yet indexed
         self._index_writes: set[defer.Deferred] = set()
         self._gc_lock = defer.DeferredLock()
@@ -214,28 +209,32 @@ class StorageNode:
         self._state.apply_add(segment, record)
 
     def read_entry(self, ledger_id: int, entry_id: int, *,
-                   fence: bool = False) -> defer.Deferred[bytes]:
-        """The entry's payload, checked against its CRC. fence=True fences the ledger first."""
-        return defer.ensureDeferred(self._read_entry(ledger_id, entry_id, fence))
-
-    async def _read_entry(self, ledger_id: int, entry_id: int, fence: bool) -> bytes:
-        self._check_open()
+                   fence: bool = False) -> defer.Deferred[memoryview]:
+        """The entry's payload, checked against its CRC. fence=True fences the ledger first.
+        Reads asked for in one reactor turn share a thread hop (see entry_reads)."""
         if fence:
-            await self._fence(ledger_id)
+            return defer.ensureDeferred(self._fence_then_read(ledger_id, entry_id))
+        try:
+            location = self._entry_location(ledger_id, entry_id)
+        except StorageNodeError as error:
+            return defer.fail(error)
+        return self._entry_reads.read(location, ledger_id, entry_id)
+
+    async def _fence_then_read(self, ledger_id: int, entry_id: int) -> memoryview:
+        self._check_open()
+        await self._fence(ledger_id)
+        location = self._entry_location(ledger_id, entry_id)
+        return await self._entry_reads.read(location, ledger_id, entry_id)
+
+    def _entry_location(self, ledger_id: int, entry_id: int) -> Location:
+        self._check_open()
         ledger = self._state.ledgers.get(ledger_id)
         if ledger is None:
             raise NoSuchLedgerError(f"no ledger {ledger_id} on this node")
         location = ledger.entries.get(entry_id)
         if location is None:
             raise NoSuchEntryError(f"no entry {entry_id} of ledger {ledger_id} on this node")
-        handle = self._readers.acquire(location.segment)
-        try:
-            where = f"{self._readers.path(location.segment)} offset {location.offset}"
-            return await threads.deferToThreadPool(
-                self._reactor, self._pool, _read_entry_payload, handle.fd, location, ledger_id,
-                entry_id, where)
-        finally:
-            self._readers.release(handle)
+        return location
 
     def read_last_add_confirmed(self, ledger_id: int, *,
                                 fence: bool = False) -> defer.Deferred[LacResult]:
@@ -436,6 +435,7 @@ class StorageNode:
         await self._gc_lock.acquire()  # let a running collection finish
         try:
             await self._journal.drain()
+            await self._entry_reads.drain()
             active = self._journal.active_segment
             records = self._unindexed.pop(active, None)
             end = self._journal.active_end

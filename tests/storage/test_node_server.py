@@ -26,7 +26,7 @@ from storage.node import (
     RemoteStorageNodeClient,
     StorageNode,
     StorageNodeConfig,
-    core,
+    entry_reads,
 )
 from storage.node.protocol import (
     FrameReader,
@@ -116,14 +116,14 @@ async def test_corrupt_entries_are_reported_as_corrupt_over_the_wire(served, rem
 async def test_pipelined_requests_on_one_connection_complete_out_of_order(served, remote,
                                                                          monkeypatch):
     await remote.add_entry(1, 0, -1, b"slow to read")
-    real_read = core._read_entry_payload
+    real_read = entry_reads._read_payloads
     release = threading.Event()
 
     def slow_read(*args):
         assert release.wait(10)
         return real_read(*args)
 
-    monkeypatch.setattr(core, "_read_entry_payload", slow_read)
+    monkeypatch.setattr(entry_reads, "_read_payloads", slow_read)
     slow = remote.read_entry(1, 0)
     adds = [remote.add_entry(2, e, e - 1, b"%d" % e) for e in range(200)]
     await defer.gatherResults(adds)
@@ -239,7 +239,7 @@ async def test_a_node_that_does_not_answer_times_out_as_unavailable():
 async def test_a_request_the_node_sits_on_times_out_and_a_late_answer_is_ignored(
         served, monkeypatch):
     release = threading.Event()
-    real_read = core._read_entry_payload
+    real_read = entry_reads._read_payloads
 
     def stuck_read(*args):
         assert release.wait(10)
@@ -248,7 +248,7 @@ async def test_a_request_the_node_sits_on_times_out_and_a_late_answer_is_ignored
     client = RemoteStorageNodeClient(served.address, request_timeout=0.3)
     try:
         await client.add_entry(1, 0, -1, b"x")
-        monkeypatch.setattr(core, "_read_entry_payload", stuck_read)
+        monkeypatch.setattr(entry_reads, "_read_payloads", stuck_read)
         error = await raises(NodeUnavailableError, client.read_entry(1, 0))
         assert "did not answer ReadEntryRequest within 0.3 s" in str(error)
         release.set()
@@ -264,13 +264,13 @@ async def test_requests_in_flight_fail_when_the_connection_drops_and_the_next_on
         served, remote, monkeypatch):
     await remote.add_entry(1, 0, -1, b"x")
     release = threading.Event()
-    real_read = core._read_entry_payload
+    real_read = entry_reads._read_payloads
 
     def stuck_read(*args):
         assert release.wait(10)
         return real_read(*args)
 
-    monkeypatch.setattr(core, "_read_entry_payload", stuck_read)
+    monkeypatch.setattr(entry_reads, "_read_payloads", stuck_read)
     in_flight = remote.read_entry(1, 0)
     remote._connection.transport.loseConnection()  # as if the network dropped it
     error = await raises(NodeUnavailableError, in_flight)
