@@ -35,19 +35,23 @@ class ReadBatch:
         self.budget = max_bytes
         self.full = max_entries <= 0
 
-    def extend(self, entries: Iterable[Entry]) -> None:
+    def extend(self, entries: Iterable[Entry]) -> int:
+        """Take entries in order while they fit; returns how many were taken."""
+        taken = 0
         for entry in entries:
             if self.full:
-                return
+                break
             size = entry.size
             if self.budget is not None:
                 if self.entries and size > self.budget:
                     self.full = True
-                    return
+                    break
                 self.budget -= size
             self.entries.append(entry)
+            taken += 1
             self.room -= 1
             self.full = self.room <= 0 or (self.budget is not None and self.budget <= 0)
+        return taken
 
 
 class EntryCache:

@@ -4,6 +4,11 @@ The managed ledger answers what it can from its tail cache; everything older com
 here, from the ledgers' storage nodes via the ledger client. `find` narrows to one ledger by
 the first index the chain records per ledger, then binary-searches inside it by reading
 entry headers (remembering the indexes it probed).
+
+A read with a byte budget cannot know the size of the entry after the last one that fits,
+so it reads one more than it returns (with ~1 MB entries and 1 MiB fetches: two read for one
+returned). Those entries read but not returned are kept as the read-ahead: a catch-up reader
+asks for exactly them next, and gets them without another storage read.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ MAX_ENTRIES_PER_STORAGE_READ = 256
 MAX_READ_HANDLES = 32
 # (ledger id, entry id) -> index pairs remembered from find()'s binary-search probes.
 MAX_REMEMBERED_INDEXES = 4096
+# Entries read from storage but not returned, kept for the next read if at most this large.
+MAX_READ_AHEAD_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,7 @@ class ChainReader:
         self._cache = cache
         self._read_handles: OrderedDict[int, ReadHandle] = OrderedDict()
         self._remembered_indexes: dict[tuple[int, int], int] = {}
+        self._read_ahead: list[Entry] = []  # consecutive entries read past a byte budget
 
     async def read(self, start: Position, max_entries: int, max_bytes: int | None) -> list[Entry]:
         """Entries from start onward across ledgers (see ManagedLedger.read)."""
@@ -77,22 +85,43 @@ class ChainReader:
             if cached is not None:
                 batch.extend(cached)  # the cache holds the whole rest of the log
                 break
-            count = min(ledger.entries - first, batch.room, _batch_size(ledger, batch.budget))
-            try:
-                stored = await self.read_ledger(ledger.ledger_id, first, first + count - 1)
-            except NoSuchLedgerIdError:
-                if any(item.ledger_id == ledger.ledger_id for item in self._chain.ranges()):
-                    raise
-                position = self._chain.first_position  # deleted by retention meanwhile
-                continue
-            entries = []
-            for entry_id, raw in enumerate(stored, start=first):
-                entry_position = Position(ledger.ledger_id, entry_id)
-                index, data = decode_entry(raw, self._describe(entry_position))
-                entries.append(Entry(entry_position, index, data))
-            batch.extend(entries)
-            position = Position(ledger.ledger_id, first + count)
+            entries = self._take_read_ahead(Position(ledger.ledger_id, first))
+            if not entries:
+                count = min(ledger.entries - first, batch.room,
+                            _batch_size(ledger, batch.budget))
+                try:
+                    entries = await self._read_entries(ledger.ledger_id, first, count)
+                except NoSuchLedgerIdError:
+                    if any(item.ledger_id == ledger.ledger_id for item in self._chain.ranges()):
+                        raise
+                    position = self._chain.first_position  # deleted by retention meanwhile
+                    continue
+            taken = batch.extend(entries)
+            self._keep_read_ahead(entries[taken:])
+            position = Position(ledger.ledger_id, first + len(entries))
         return batch.entries
+
+    async def _read_entries(self, ledger_id: int, first: int, count: int) -> list[Entry]:
+        stored = await self.read_ledger(ledger_id, first, first + count - 1)
+        entries = []
+        for entry_id, raw in enumerate(stored, start=first):
+            entry_position = Position(ledger_id, entry_id)
+            index, data = decode_entry(raw, self._describe(entry_position))
+            entries.append(Entry(entry_position, index, data))
+        return entries
+
+    def _take_read_ahead(self, position: Position) -> list[Entry]:
+        """The read-ahead if it starts at `position` (what the read does not take is kept
+        again)."""
+        ahead = self._read_ahead
+        if not ahead or ahead[0].position != position:
+            return []
+        self._read_ahead = []
+        return ahead
+
+    def _keep_read_ahead(self, entries: list[Entry]) -> None:
+        if entries and sum(entry.size for entry in entries) <= MAX_READ_AHEAD_BYTES:
+            self._read_ahead = entries
 
     def _locate(self, position: Position) -> tuple[LedgerRange, int] | None:
         """The ledger and first entry id holding the first entry at or after position."""
@@ -188,6 +217,8 @@ class ChainReader:
 
     def forget(self, ledger_id: int) -> None:
         """Drop what is kept about a ledger that left the chain."""
+        if self._read_ahead and self._read_ahead[0].position.ledger_id == ledger_id:
+            self._read_ahead = []
         handle = self._read_handles.pop(ledger_id, None)
         if handle is not None:
             handle.close()

@@ -9,6 +9,7 @@ from test_managed_ledger_fakes import (
     NOT_ENOUGH_NODES,
     FakeLedgerClient,
     FakeMetadataStore,
+    FakeReadHandle,
 )
 from twisted.internet import task
 
@@ -218,6 +219,50 @@ async def test_cache_is_bounded_and_older_reads_go_to_storage(world):
     assert world.ledgers.storage_reads == reads_before
     assert [e.data for e in await ledger.read(positions[0], 100)] == data
     assert world.ledgers.storage_reads > reads_before
+
+
+def record_storage_reads(monkeypatch) -> list[tuple[int, int]]:
+    """(first, last) of every range the managed ledger asks the (fake) ledger client for."""
+    ranges: list[tuple[int, int]] = []
+    real_read = FakeReadHandle.read
+
+    def read(handle, first_entry, last_entry):
+        ranges.append((first_entry, last_entry))
+        return real_read(handle, first_entry, last_entry)
+
+    monkeypatch.setattr(FakeReadHandle, "read", read)
+    return ranges
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_catch_up_reader_gets_each_entry_from_storage_once(world, monkeypatch):
+    ledger = await world.factory().open(NAME, ManagedLedgerConfig(cache_bytes=0))
+    data = payloads(10, size=1000)
+    positions = await append_all(ledger, data)
+    ranges = record_storage_reads(monkeypatch)
+    read, position = [], positions[0]
+    while len(read) < 10:  # fetches of 1,500 bytes: one entry each, like 1 MiB fetches of
+        entries = await ledger.read(position, 100, max_bytes=1500)  # ~1 MB batches
+        assert len(entries) == 1
+        read += entries
+        position = Position(position.ledger_id, entries[-1].position.entry_id + 1)
+    assert [e.data for e in read] == data
+    # The entry read past each fetch's budget is the next fetch's first: read once, kept.
+    entry_ids_read = [e for first, last in ranges for e in range(first, last + 1)]
+    assert sorted(entry_ids_read) == list(range(10))
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_ahead_is_used_only_for_the_position_it_starts_at(world):
+    ledger = await world.factory().open(NAME, ManagedLedgerConfig(cache_bytes=0))
+    data = payloads(6, size=1000)
+    positions = await append_all(ledger, data)
+    assert [e.data for e in await ledger.read(positions[0], 100, max_bytes=1500)] == data[:1]
+    # Another reader elsewhere, then both again: each gets what it asked for.
+    assert [e.data for e in await ledger.read(positions[3], 2)] == data[3:5]
+    assert [e.data for e in await ledger.read(positions[1], 100, max_bytes=2500)] == data[1:3]
+    assert [e.data for e in await ledger.read(positions[2], 100)] == data[2:]
+    assert [e.data for e in await ledger.read(positions[0], 1)] == data[:1]
 
 
 @pytest_twisted.ensureDeferred
