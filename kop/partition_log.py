@@ -336,9 +336,10 @@ class PartitionLog:
                 f"offset {offset} is outside {self.log_start_offset}..{self.high_watermark}",
             )
 
-    async def read(self, offset: int, max_bytes: int, upper_bound: int | None = None) -> bytes:
+    async def read(self, offset: int, max_bytes: int, upper_bound: int | None = None) -> Buffer:
         """Whole batches from the one holding `offset`, up to `max_bytes` (but at least one),
-        ending before `upper_bound` (the high watermark unless given)."""
+        ending before `upper_bound` (the high watermark unless given). Read-only bytes-like:
+        one entry read from storage comes back as the view it was read into, not a copy."""
         self.check_fetch_offset(offset)
         limit = self.high_watermark if upper_bound is None else upper_bound
         if offset >= limit:
@@ -356,6 +357,10 @@ class PartitionLog:
                 break
             chunks.extend(entry.parts)  # appended batches are parts: joined once, below
             size += entry.size
+        if len(chunks) == 1:
+            # One whole entry in one piece (a catch-up fetch of ~1 MB batches from storage):
+            # the response encoding copies it once anyway.
+            return chunks[0]
         return b"".join(chunks)
 
     async def _locate(self, offset: int) -> Position | None:
@@ -490,7 +495,8 @@ def _stamped_batch(records: bytes, header: BatchHeader, base_offset: int, leader
     if append_time != -1:
         buffer = bytearray(records)
         header = assign_offsets(buffer, 0, header, base_offset, leader_epoch)
-        return buffer, set_log_append_time(buffer, 0, header, append_time)
+        header = set_log_append_time(buffer, 0, header, append_time)
+        return memoryview(buffer).toreadonly(), header
     view = memoryview(records)
     if not view.readonly:  # the caller could still change it: keep a copy of our own
         view = memoryview(bytes(view))

@@ -4,11 +4,15 @@ parts of the entries it returns once. On a fake ledger that keeps what it is giv
 
 from __future__ import annotations
 
+import uuid
+
 import pytest_twisted
 from test_group_fakes import FakeLedger, result_of
 
 from kop.configs import BROKER_DEFAULTS, EffectiveTopicConfig
 from kop.partition_log import PartitionLog
+from wire.messages import FetchResponse
+from wire.protocol import encode_response
 from wire.records.batch import (
     BATCH_HEADER_SIZE,
     TimestampType,
@@ -97,3 +101,27 @@ async def test_a_fetch_joins_the_parts_of_every_batch_it_returns():
                for record in decode_batch(fetched, position)]
     assert [(r.offset, r.value) for r in records] == [
         (0, b"first"), (1, b"second"), (2, b"third"), (3, b"fourth")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_fetch_of_one_entry_read_as_a_view_returns_that_view_and_encodes_alike():
+    ledger = FakeLedger()
+    log = partition_log(ledger)
+    result_of(log.append(batch([b"from storage"])))
+    stored = stored_batch(ledger, 0)
+    as_read = memoryview(bytes(stored))  # as the storage node hands an entry up
+    ledger.entries[0].data = as_read
+    fetched = await log.read(0, 1 << 20)
+    assert fetched is as_read  # not copied: the response encoding copies it once
+
+    def response(records) -> bytes:
+        partition = FetchResponse.PartitionData(
+            partition_index=0, error_code=0, high_watermark=1, last_stable_offset=1,
+            log_start_offset=0, preferred_read_replica=-1, records=records)
+        topic = FetchResponse.FetchableTopicResponse(topic="orders", topic_id=uuid.UUID(int=1),
+                                                     partitions=[partition])
+        message = FetchResponse(throttle_time_ms=0, error_code=0, session_id=0,
+                                responses=[topic])
+        return encode_response(7, FetchResponse.API_KEY, 16, message)
+
+    assert response(fetched) == response(stored)
