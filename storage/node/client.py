@@ -10,13 +10,15 @@ out — fails with NodeUnavailableError.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from storage.node.api import LacResult
 from storage.node.buffers import Payload
@@ -96,18 +98,29 @@ class _PendingRequest:
         self.sent = False
 
 
+@implementer(IPushProducer)
 class _ClientConnection(Protocol):
-    """One TCP connection: handshake, then frames in and out for the client."""
+    """One TCP connection: handshake, then frames in and out for the client.
+
+    The connection is its transport's producer: requests are written while the transport's
+    buffer has room and otherwise wait here, not yet encoded (an entry's parts not yet
+    joined). Handed several large frames at once, Twisted concatenates them (with whatever
+    is still unsent) into one new buffer before sending, copying megabytes again and again;
+    written one at a time as the buffer empties, each frame is joined once, by us.
+    """
 
     def __init__(self, client: RemoteStorageNodeClient) -> None:
         self._client = client
         self._reader = FrameReader()
+        self._unsent: deque[tuple[int, Request]] = deque()
+        self._paused = False
         self.version: int | None = None
         self.ready: defer.Deferred[_ClientConnection] = defer.Deferred()
         self.lost: defer.Deferred[None] = defer.Deferred()
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)
+        self.transport.registerProducer(self, True)
         self.transport.write(encode_request(
             0, _HANDSHAKE_REQUEST_ID, HandshakeRequest(min(SUPPORTED_VERSIONS),
                                                        max(SUPPORTED_VERSIONS))))
@@ -135,9 +148,28 @@ class _ClientConnection(Protocol):
         self.ready.callback(self)
 
     def send(self, request_id: int, request: Request) -> None:
-        self.transport.write(encode_request(self.version, request_id, request))
+        if self._paused or self._unsent:
+            self._unsent.append((request_id, request))
+        else:
+            self.transport.write(encode_request(self.version, request_id, request))
+
+    # IPushProducer: the transport pauses us when its buffer is full, resumes us once empty.
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        while self._unsent and not self._paused:
+            request_id, request = self._unsent.popleft()
+            if self._client._is_pending(request_id):  # not timed out or cancelled meanwhile
+                self.transport.write(encode_request(self.version, request_id, request))
+
+    def stopProducing(self) -> None:
+        self._unsent.clear()  # the connection is going: connectionLost fails the requests
 
     def connectionLost(self, reason: Failure) -> None:
+        self._unsent.clear()
         if not self.ready.called:
             self.ready.errback(reason)
         self._client._connection_lost(self, reason)
@@ -238,6 +270,9 @@ class RemoteStorageNodeClient:
 
     def _forget(self, request_id: int) -> _PendingRequest | None:
         return self._pending.pop(request_id, None)
+
+    def _is_pending(self, request_id: int) -> bool:
+        return request_id in self._pending
 
     # One timer per client rather than per request: arming and cancelling a timer for each
     # of thousands of requests a second costs more than the request itself.

@@ -145,6 +145,33 @@ async def test_many_pipelined_adds_use_one_connection_and_few_fsyncs(served, rem
     assert await remote.read_last_add_confirmed(1) == (1998, 1999)
 
 
+@pytest_twisted.ensureDeferred
+async def test_large_parts_pipelined_over_tcp_arrive_whole_and_in_order(served, remote):
+    body = bytes(range(256)) * 4096  # 1 MiB, sent as a view after two small headers
+    adds = [remote.add_entry(1, e, e - 1, [b"head %d|" % e, b"", memoryview(body)[e:]])
+            for e in range(12)]
+    await defer.gatherResults(adds)
+    for entry_id in range(12):
+        assert await remote.read_entry(1, entry_id) == b"head %d|" % entry_id + body[entry_id:]
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_wait_while_the_transport_is_full_then_go_out_in_order(served, remote):
+    await remote.add_entry(1, 0, -1, b"connects")
+    connection = remote._connection
+    connection.pauseProducing()  # what the transport does when its buffer is full
+    adds = [remote.add_entry(1, e, e - 1, b"entry %d" % e) for e in range(1, 4)]
+    cancelled = remote.add_entry(1, 4, 3, b"given up before it was sent")
+    cancelled.addErrback(lambda failure: failure.trap(defer.CancelledError))
+    cancelled.cancel()
+    assert len(connection._unsent) == 4 and not any(add.called for add in adds)
+    connection.resumeProducing()
+    await defer.gatherResults(adds)
+    assert [await remote.read_entry(1, e) for e in range(1, 4)] == [b"entry 1", b"entry 2",
+                                                                    b"entry 3"]
+    await raises(NoSuchEntryError, remote.read_entry(1, 4))  # the cancelled one never went
+
+
 class RawConnection(protocol.Protocol):
     """A plain TCP client for sending hand-made bytes."""
 
