@@ -168,6 +168,13 @@ class _ClientConnection(Protocol):
     def stopProducing(self) -> None:
         self._unsent.clear()  # the connection is going: connectionLost fails the requests
 
+    def close(self) -> None:
+        """Close once what was written is sent. (A registered producer must go first: with
+        it paused, Twisted would resume it when the buffer empties instead of closing.)"""
+        self._unsent.clear()
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
     def connectionLost(self, reason: Failure) -> None:
         self._unsent.clear()
         if not self.ready.called:
@@ -230,7 +237,7 @@ class RemoteStorageNodeClient:
         connection = self._connection
         if connection is None:
             return defer.succeed(None)
-        connection.transport.loseConnection()
+        connection.close()
         return connection.lost
 
     # --- requests -------------------------------------------------------------------------------

@@ -172,6 +172,16 @@ async def test_requests_wait_while_the_transport_is_full_then_go_out_in_order(se
     await raises(NoSuchEntryError, remote.read_entry(1, 4))  # the cancelled one never went
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_client_closed_while_the_transport_is_full_still_closes(served):
+    client = RemoteStorageNodeClient(served.address)
+    await client.add_entry(1, 0, -1, b"connects")
+    in_flight = client.add_entry(1, 1, 0, b"x" * (4 * 1024 * 1024))  # fills Twisted's buffer
+    in_flight.addErrback(lambda failure: failure.trap(NodeUnavailableError))
+    closed = client.close()
+    await closed.addTimeout(10, reactor)  # a paused producer must not keep it open
+
+
 class RawConnection(protocol.Protocol):
     """A plain TCP client for sending hand-made bytes."""
 
