@@ -118,6 +118,7 @@ _RUNTIME: dict[str, Any] = {
     "_write_tags": _write_tags,
     "_Reject": FastPathError,
     "_UUID": uuid.UUID,
+    "_memoryview": memoryview,
     "_unpack_from": struct.unpack_from,
     "_pack": struct.pack,
 }
@@ -291,6 +292,10 @@ class _DecoderWriter:
             emit(indent + 1, f"if {bound}:")
             emit(indent + 2, "raise _Reject('length beyond the bytes left')")
             slice_ = "buf[pos:pos + n]"
+            if kind == "records":
+                # A view, not a copy: a produce request's batch is most of its frame (up to
+                # megabytes), and the broker stores it as it came.
+                slice_ = "_memoryview(buf)[pos:pos + n]"
             emit(indent + 1, f"{target} = {slice_}.decode()" if kind == "string" else f"{target} = {slice_}")
             emit(indent + 1, "pos += n")
         elif kind == "array":
