@@ -51,6 +51,7 @@ from wire.records.batch import (
 from wire.records.errors import RecordsError
 from wire.records.legacy import legacy_to_batch
 from wire.records.record import (
+    ControlRecord,
     ControlRecordType,
     build_control_batch,
     decode_batch,
@@ -165,9 +166,11 @@ class PartitionLog:
             if header.base_offset < replay_from or not header.has_producer_id:
                 continue
             if header.is_control:
-                marker = await self._marker_type(position, header)
+                marker = await self._marker(position, header)
+                self.producers.record_marker(header.producer_id, header.producer_epoch,
+                                             marker.coordinator_epoch)
                 self.transactions.on_marker_assigned(header.producer_id, header.base_offset,
-                                                     marker == ControlRecordType.COMMIT)
+                                                     marker.type == ControlRecordType.COMMIT)
                 self.transactions.on_marker_durable(header.base_offset)
                 continue
             if header.is_transactional:
@@ -176,11 +179,11 @@ class PartitionLog:
                                   header.base_sequence, header.last_sequence,
                                   header.base_offset, header.last_offset)
 
-    async def _marker_type(self, position: Position, header: BatchHeader) -> ControlRecordType:
+    async def _marker(self, position: Position, header: BatchHeader) -> ControlRecord:
         entries = await self.ledger.read(position, 1)
         try:
             [record] = decode_batch(entries[0].data, 0, max_size=1024 * 1024)
-            return decode_control_record(record).type
+            return decode_control_record(record)
         except (RecordsError, ValueError) as exc:
             raise KafkaError(ErrorCode.CORRUPT_MESSAGE,
                              f"{self!r}: unreadable transaction marker at {header.base_offset}: {exc}"
@@ -237,12 +240,8 @@ class PartitionLog:
         """Write a transaction marker (the coordinator's commit or abort) for a producer."""
         if self._failure is not None:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, "partition is being reopened")
-        current = self.producers.epoch_of(producer_id)
-        if producer_epoch < current:
-            raise KafkaError(ErrorCode.INVALID_PRODUCER_EPOCH,
-                             f"marker epoch {producer_epoch} is older than {current}")
-        if producer_epoch > current:
-            self.producers.fence(producer_id, producer_epoch)
+        self.producers.check_marker(producer_id, producer_epoch, coordinator_epoch)
+        self.producers.record_marker(producer_id, producer_epoch, coordinator_epoch)
         base_offset = self.next_offset
         marker = build_control_batch(
             ControlRecordType.COMMIT if commit else ControlRecordType.ABORT,

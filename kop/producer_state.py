@@ -7,7 +7,11 @@ Kafka's rules, per producer id:
 - within an epoch a batch must start right after the last accepted sequence
   (OUT_OF_ORDER_SEQUENCE_NUMBER otherwise), sequences wrapping at 2**31 - 1;
 - a batch equal to one of the last five accepted is a retry: it is acknowledged again with
-  its original offset and not stored twice.
+  its original offset and not stored twice;
+- a transaction marker from an older producer epoch is refused (INVALID_PRODUCER_EPOCH), and
+  one from a coordinator older than the last that wrote a marker for the producer here
+  (TRANSACTION_COORDINATOR_FENCED): a coordinator that lost its `__transaction_state`
+  partition but does not know it yet cannot end a transaction its successor has moved on from.
 The table is checked and updated synchronously when offsets are assigned, before the append
 is durable, so pipelined batches of one producer are judged in arrival order.
 """
@@ -23,6 +27,7 @@ from wire.generated.error_codes import ErrorCode
 
 NO_PRODUCER_ID = -1
 NO_EPOCH = -1
+NO_COORDINATOR_EPOCH = -1
 MAX_SEQUENCE = 2**31 - 1
 RETAINED_BATCHES = 5  # Kafka's limit on in-flight requests of an idempotent producer
 
@@ -39,6 +44,7 @@ class BatchRecord:
 class ProducerEntry:
     epoch: int
     batches: deque[BatchRecord] = field(default_factory=lambda: deque(maxlen=RETAINED_BATCHES))
+    coordinator_epoch: int = NO_COORDINATOR_EPOCH  # of the last marker written for it
 
     @property
     def last_sequence(self) -> int:
@@ -111,8 +117,33 @@ class ProducerStateTable:
         entry.batches.append(BatchRecord(first_sequence, last_sequence, first_offset, last_offset))
 
     def fence(self, producer_id: int, epoch: int) -> None:
-        """Start a new epoch with no batches (InitProducerId / transaction markers)."""
+        """Start a new epoch with no batches (InitProducerId)."""
         self._producers[producer_id] = ProducerEntry(epoch)
+
+    def check_marker(self, producer_id: int, epoch: int, coordinator_epoch: int) -> None:
+        """Judge a transaction marker before it is written (in Kafka's order: producer
+        epoch, then coordinator epoch)."""
+        entry = self._producers.get(producer_id)
+        if entry is None:
+            return
+        if epoch < entry.epoch:
+            raise KafkaError(
+                ErrorCode.INVALID_PRODUCER_EPOCH,
+                f"marker epoch {epoch} of producer {producer_id} is older than {entry.epoch}",
+            )
+        if coordinator_epoch < entry.coordinator_epoch:
+            raise KafkaError(
+                ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+                f"marker for producer {producer_id} from coordinator epoch {coordinator_epoch}; "
+                f"epoch {entry.coordinator_epoch} has written here since",
+            )
+
+    def record_marker(self, producer_id: int, epoch: int, coordinator_epoch: int) -> None:
+        """A marker was written: a newer producer epoch starts with no batches."""
+        entry = self._producers.get(producer_id)
+        if entry is None or epoch > entry.epoch:
+            entry = self._producers[producer_id] = ProducerEntry(epoch)
+        entry.coordinator_epoch = max(entry.coordinator_epoch, coordinator_epoch)
 
     def snapshot(self, durable_end: int) -> dict[str, Any]:
         """The table as of offset `durable_end`: batches at or past it (still in flight,
@@ -120,15 +151,18 @@ class ProducerStateTable:
         return {
             str(pid): [entry.epoch, [[b.first_sequence, b.last_sequence, b.first_offset,
                                       b.last_offset]
-                                     for b in entry.batches if b.first_offset < durable_end]]
+                                     for b in entry.batches if b.first_offset < durable_end],
+                       entry.coordinator_epoch]
             for pid, entry in self._producers.items()
         }
 
     @classmethod
     def restore(cls, snapshot: dict[str, Any]) -> ProducerStateTable:
         table = cls()
-        for pid, (epoch, batches) in snapshot.items():
-            entry = ProducerEntry(int(epoch))
+        for pid, (epoch, batches, *rest) in snapshot.items():
+            # Snapshots written before coordinator epochs were kept have two fields.
+            entry = ProducerEntry(int(epoch),
+                                  coordinator_epoch=int(rest[0]) if rest else NO_COORDINATOR_EPOCH)
             for values in batches:
                 entry.batches.append(BatchRecord(*map(int, values)))
             table._producers[int(pid)] = entry

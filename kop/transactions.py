@@ -110,6 +110,9 @@ class TransactionCoordinator:
         self._cache: dict[str, Transaction] = {}
         self._locks = _Keyed()
         self._loaded: set[int] = set()  # partitions whose ids this broker coordinates now
+        # Kafka's coordinator epoch, per partition being loaded or loaded: the leader epoch of
+        # this broker's claim on it when the load began (see _finish).
+        self._epochs: dict[int, int] = {}
         self._loading: dict[int, object] = {}  # partition -> token of the load under way
         self._expiry: task.LoopingCall | None = None
         self._ticks = 0
@@ -150,6 +153,7 @@ class TransactionCoordinator:
         if partition in self._loaded or partition in self._loading:
             return
         token = self._loading[partition] = object()
+        self._epochs[partition] = self._broker.leader_epoch_of(TRANSACTION_STATE_TOPIC, partition)
         try:
             half_ended = []
             for name in await self._store.children(self._root):
@@ -194,6 +198,8 @@ class TransactionCoordinator:
                      TRANSACTION_STATE_TOPIC, partition)
 
     def _forget_partition(self, partition: int) -> None:
+        if partition not in self._loaded and partition not in self._loading:
+            self._epochs.pop(partition, None)  # unless a newer load has begun meanwhile
         for transactional_id in list(self._cache):
             if self.partition_of(transactional_id) == partition:
                 del self._cache[transactional_id]
@@ -395,6 +401,32 @@ class TransactionCoordinator:
     async def _finish(self, preparing: Transaction) -> Transaction:
         """Write the markers and complete group offsets of a prepared transaction."""
         commit = preparing.state == PREPARE_COMMIT
+        # Markers carry the coordinator epoch; a partition refuses markers from an epoch older
+        # than one it has seen, so if this broker lost the id's partition without noticing
+        # yet, its successor's decisions stand.
+        coordinator_epoch = self._epochs.get(self.partition_of(preparing.transactional_id))
+        if coordinator_epoch is None:
+            raise KafkaError(ErrorCode.NOT_COORDINATOR,
+                             f"{preparing.transactional_id}: its partition is not loaded here")
+        try:
+            await self._write_markers(preparing, commit, coordinator_epoch)
+        except KafkaError as exc:
+            if exc.code != ErrorCode.TRANSACTION_COORDINATOR_FENCED:
+                raise
+            # The client asks the current coordinator again (NOT_COORDINATOR is retriable).
+            raise KafkaError(ErrorCode.NOT_COORDINATOR,
+                             f"{preparing.transactional_id}: a newer coordinator has taken over "
+                             f"({exc})") from None
+        log.info("%s transaction of %s (producer %d epoch %d): %d partitions, %d groups",
+                 "committed" if commit else "aborted", preparing.transactional_id,
+                 preparing.producer_id, preparing.producer_epoch, len(preparing.partitions),
+                 len(preparing.groups))
+        return await self._save(replace(
+            preparing, state=COMPLETE_COMMIT if commit else COMPLETE_ABORT,
+            partitions=frozenset(), groups=frozenset(), started_ms=-1))
+
+    async def _write_markers(self, preparing: Transaction, commit: bool,
+                             coordinator_epoch: int) -> None:
         broker = self._broker
         elsewhere: list[tuple[str, int]] = []
         for topic, partition in sorted(preparing.partitions):
@@ -408,7 +440,7 @@ class TransactionCoordinator:
                     continue
                 raise
             await partition_log.append_marker(preparing.producer_id, preparing.producer_epoch,
-                                              commit, coordinator_epoch=0)
+                                              commit, coordinator_epoch)
         if self.remote_markers is None:
             for group_id in sorted(preparing.groups):
                 await broker.groups.complete_transaction(group_id, preparing.producer_id, commit)
@@ -419,14 +451,7 @@ class TransactionCoordinator:
                                  for group_id in preparing.groups})
         if elsewhere:
             await self.remote_markers.write(elsewhere, preparing.producer_id,
-                                            preparing.producer_epoch, commit)
-        log.info("%s transaction of %s (producer %d epoch %d): %d partitions, %d groups",
-                 "committed" if commit else "aborted", preparing.transactional_id,
-                 preparing.producer_id, preparing.producer_epoch, len(preparing.partitions),
-                 len(preparing.groups))
-        return await self._save(replace(
-            preparing, state=COMPLETE_COMMIT if commit else COMPLETE_ABORT,
-            partitions=frozenset(), groups=frozenset(), started_ms=-1))
+                                            preparing.producer_epoch, commit, coordinator_epoch)
 
     # -- expiry -------------------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ partition of the transaction is owned by another broker (kop/cluster/markers.py 
 Each partition is answered on its own: NONE once its marker is durable, NOT_LEADER_OR_FOLLOWER
 if this broker does not own it (the sender looks for the owner again),
 UNKNOWN_TOPIC_OR_PARTITION if it does not exist, INVALID_PRODUCER_EPOCH if the partition has
-seen a newer epoch of the producer (the marker is obsolete).
+seen a newer epoch of the producer (the marker is obsolete), TRANSACTION_COORDINATOR_FENCED if
+it has had a marker for the producer from a newer coordinator epoch (the sender has been
+replaced as the id's coordinator).
 
 A marker for a `__consumer_offsets` partition ends the producer's offsets sent in the
 transaction (TxnOffsetCommit): the group coordinator commits or drops them for every group

@@ -83,10 +83,12 @@ class Groups:
 
 class RemoteMarkers:
     def __init__(self) -> None:
-        self.written: list[tuple[list[tuple[str, int]], int, int, bool]] = []
+        self.written: list[tuple[list[tuple[str, int]], int, int, bool, int]] = []
 
-    async def write(self, partitions, producer_id, producer_epoch, commit) -> None:
-        self.written.append((list(partitions), producer_id, producer_epoch, commit))
+    async def write(self, partitions, producer_id, producer_epoch, commit,
+                    coordinator_epoch) -> None:
+        self.written.append((list(partitions), producer_id, producer_epoch, commit,
+                             coordinator_epoch))
 
 
 class Broker:
@@ -95,6 +97,7 @@ class Broker:
     def __init__(self) -> None:
         self.config = SimpleNamespace(namespace=Namespace())
         self.owned: set[int] = set()
+        self.claim_epochs: dict[int, int] = {}  # leader epoch of each owned partition's claim
         self.producer_ids = ProducerIds()
         self.groups = Groups()
         self.partitions = SimpleNamespace(cached=lambda topic, partition: None)
@@ -105,6 +108,10 @@ class Broker:
 
     def owns(self, topic: str, partition: int) -> bool:
         return topic == TRANSACTION_STATE_TOPIC and partition in self.owned
+
+    def leader_epoch_of(self, topic: str, partition: int) -> int:
+        assert topic == TRANSACTION_STATE_TOPIC
+        return self.claim_epochs.get(partition, 0)
 
 
 @pytest.fixture
@@ -212,7 +219,9 @@ async def test_loading_finishes_a_half_ended_transaction_with_markers_for_its_gr
     await store.create(coordinator._path(TRANSACTIONAL_ID), prepared.to_json())
 
     broker.owned.add(partition)
+    broker.claim_epochs[partition] = 4
     await coordinator.load_partition(partition)
+    broker.claim_epochs[partition] = 5  # a later claim; this load's epoch is what counts
 
     async def stored_state() -> str:
         found = await store.get(coordinator._path(TRANSACTIONAL_ID))
@@ -224,7 +233,8 @@ async def test_loading_finishes_a_half_ended_transaction_with_markers_for_its_gr
         await task.deferLater(reactor, 0.01, lambda: None)
     offsets_partitions = sorted({(OFFSETS_TOPIC, broker.groups.partition_for(g))
                                  for g in ("billing", "audit")})
-    assert markers.written == [([("orders", 1), *offsets_partitions], 77, 3, True)]
+    # Sent with the coordinator epoch: the leader epoch of the claim the load began with.
+    assert markers.written == [([("orders", 1), *offsets_partitions], 77, 3, True, 4)]
     assert broker.groups.completed == []  # not directly: the owner completes them
 
 
@@ -272,3 +282,31 @@ async def test_an_unreadable_record_makes_only_its_own_id_unavailable(brokers):
     assert await refused_with(coordinator.init_producer(damaged, TIMEOUT_MS, -1, -1)
                               ) == ErrorCode.COORDINATOR_NOT_AVAILABLE
     assert (await store.get(coordinator._path(damaged))).value == garbage  # left as found
+
+
+class FencedMarkers:
+    """Every owner answers that it has seen a newer coordinator."""
+
+    async def write(self, partitions, producer_id, producer_epoch, commit,
+                    coordinator_epoch) -> None:
+        raise KafkaError(ErrorCode.TRANSACTION_COORDINATOR_FENCED, "a newer coordinator wrote")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_replaced_coordinator_leaves_the_transaction_to_its_successor(brokers):
+    store, make = brokers
+    broker, coordinator = make()
+    coordinator.remote_markers = FencedMarkers()
+    partition = coordinator.partition_of(TRANSACTIONAL_ID)
+    broker.owned.add(partition)
+    await coordinator.load_partition(partition)
+    producer_id, epoch = await coordinator.init_producer(TRANSACTIONAL_ID, TIMEOUT_MS, -1, -1)
+    await coordinator.add_partitions(TRANSACTIONAL_ID, producer_id, epoch, [("orders", 1)])
+
+    # The client is told to find the coordinator again (retriable), not that it failed...
+    assert await refused_with(coordinator.end_transaction(
+        TRANSACTIONAL_ID, producer_id, epoch, commit=True)) == ErrorCode.NOT_COORDINATOR
+    # ...and this coordinator does not record the end: its successor's record stands.
+    found = await store.get(coordinator._path(TRANSACTIONAL_ID))
+    assert Transaction.from_json(TRANSACTIONAL_ID, found.value, found.version).state == (
+        PREPARE_COMMIT)

@@ -71,3 +71,45 @@ def test_snapshot_leaves_out_batches_not_yet_durable() -> None:
     restored = ProducerStateTable.restore(table.snapshot(durable_end=1))
     assert restored.check(PID, 0, 0, 0) is not None
     assert restored.check(PID, 0, 1, 1) is None  # the retry of the lost batch is accepted
+
+
+def marker_error(table: ProducerStateTable, epoch: int, coordinator_epoch: int) -> ErrorCode:
+    with pytest.raises(KafkaError) as raised:
+        table.check_marker(PID, epoch, coordinator_epoch)
+    return raised.value.code
+
+
+def test_markers_from_an_older_coordinator_or_producer_epoch_are_refused() -> None:
+    table = ProducerStateTable()
+    table.check_marker(PID, 0, 3)  # an unknown producer: any coordinator may end it
+    table.record_marker(PID, 0, 3)
+    table.check_marker(PID, 0, 3)  # the same coordinator again (a retried marker)
+    table.check_marker(PID, 0, 4)  # its successor
+    assert marker_error(table, 0, 2) == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+    table.record_marker(PID, 1, 4)
+    assert marker_error(table, 0, 4) == ErrorCode.INVALID_PRODUCER_EPOCH
+    assert marker_error(table, 1, 3) == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+
+
+def test_a_marker_of_a_new_producer_epoch_forgets_the_old_epochs_batches() -> None:
+    table = ProducerStateTable()
+    accepted(table, 0, 0, 2, offset=0)
+    table.record_marker(PID, 1, 0)
+    assert table.epoch_of(PID) == 1
+    assert error_of(table, 0, 0, 1) == ErrorCode.INVALID_PRODUCER_EPOCH
+    assert table.check(PID, 1, 0, 1) is None  # not a retry: epoch 1 has stored nothing yet
+    table.record_marker(PID, 1, 5)
+    accepted(table, 1, 0, 1, offset=3)  # a marker of the same epoch keeps the producer going
+    table.record_marker(PID, 1, 5)
+    assert table.check(PID, 1, 0, 0) is not None
+
+
+def test_snapshots_keep_the_coordinator_epoch_and_older_snapshots_still_load() -> None:
+    table = ProducerStateTable()
+    table.record_marker(PID, 2, 7)
+    restored = ProducerStateTable.restore(table.snapshot(durable_end=0))
+    assert marker_error(restored, 2, 6) == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+    # Written before coordinator epochs were kept: [epoch, batches].
+    old = ProducerStateTable.restore({str(PID): [2, [[0, 0, 5, 5]]]})
+    assert old.epoch_of(PID) == 2 and old.check(PID, 2, 0, 0) is not None
+    old.check_marker(PID, 2, 0)
