@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IListeningPort
 
 from kop.broker import Broker, BrokerConfig
 from kop.server import KafkaServerFactory
+from storage.gc_pauses import freeze_startup_objects
 from storage.ledger import LedgerClient, NodePool
 from storage.managed_ledger import ManagedLedgerFactory
 from storage.metadata import MetadataStore, open_metadata_store
@@ -81,6 +82,7 @@ def run_until_signalled(start) -> int:
     exit_code = 0
 
     def started(running) -> None:
+        freeze_startup_objects()
         print(READY_LINE_PREFIX + running.address, flush=True)
         reactor.addSystemEventTrigger("before", "shutdown",
                                       lambda: defer.ensureDeferred(running.stop()))

@@ -135,7 +135,8 @@ class StorageNode:
         self._readers = SegmentReaders(self._journal_dir)
         self._pool = ThreadPool(1, config.read_threads, name="kop-node-io")
         self._entry_reads = EntryReads(reactor, self._pool, self._readers)
-        self._unindexed: dict[int, list[RecordInfo]] = {}  # records of segments not yet indexed
+        # Records of segments not yet indexed, as plain tuples of ints (see StoredLocation).
+        self._unindexed: dict[int, list[tuple[int, ...]]] = {}
         self._index_writes: set[defer.Deferred] = set()
         self._gc_lock = defer.DeferredLock()
         self._gc_loop: task.LoopingCall | None = None
@@ -234,7 +235,7 @@ class StorageNode:
         location = ledger.entries.get(entry_id)
         if location is None:
             raise NoSuchEntryError(f"no entry {entry_id} of ledger {ledger_id} on this node")
-        return location
+        return Location._make(location)
 
     def read_last_add_confirmed(self, ledger_id: int, *,
                                 fence: bool = False) -> defer.Deferred[LacResult]:
@@ -319,7 +320,7 @@ class StorageNode:
         records = self._unindexed.get(segment)
         if records is None:
             records = self._unindexed[segment] = []
-        records.append(record)
+        records.append((int(kind), *record[1:]))
         return segment, record, durable
 
     # --- checkpoints ------------------------------------------------------------------------------
@@ -384,9 +385,9 @@ class StorageNode:
         for ledger_id in self._state.segments[segment].ledgers:
             ledger = self._state.ledgers.get(ledger_id)
             if ledger is not None:
-                live += [(ledger_id, entry_id, location)
+                live += [(ledger_id, entry_id, Location._make(location))
                          for entry_id, location in ledger.entries.items()
-                         if location.segment == segment]
+                         if location[0] == segment]
         handle = self._readers.acquire(segment)
         try:
             raws = await threads.deferToThreadPool(self._reactor, self._pool, _read_records,

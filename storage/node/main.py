@@ -21,6 +21,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
 
+from storage.gc_pauses import freeze_startup_objects
 from storage.node.client import split_address
 from storage.node.core import StorageNode, StorageNodeConfig
 from storage.node.registration import NodeRegistration
@@ -117,6 +118,7 @@ def run_storage_node(data_dir: str | os.PathLike, listen: str, metadata_url: str
     exit_code = 0
 
     def started(running: RunningStorageNode) -> None:
+        freeze_startup_objects()
         print(READY_LINE_PREFIX + running.address, flush=True)
         reactor.addSystemEventTrigger("before", "shutdown",
                                       lambda: defer.ensureDeferred(running.stop()))

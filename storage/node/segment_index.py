@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 from crc32c import crc32c
@@ -34,7 +35,9 @@ MAX_SEGMENT_OFFSET = 2**32 - 1
 """Offsets are stored in 32 bits, so segments must stay below 4 GiB."""
 
 
-def encode_segment_index(segment: int, end_offset: int, records: list[RecordInfo]) -> bytes:
+def encode_segment_index(segment: int, end_offset: int,
+                         records: Sequence[tuple[int, ...]]) -> bytes:
+    """`records`: RecordInfo or plain tuples of the same fields."""
     pack = _RECORD.pack
     body = b"".join([pack(*record) for record in records])
     data = _HEADER.pack(INDEX_MAGIC, INDEX_FORMAT_VERSION, segment, end_offset, len(records)) + body
@@ -42,7 +45,7 @@ def encode_segment_index(segment: int, end_offset: int, records: list[RecordInfo
 
 
 def write_segment_index(path: Path, segment: int, end_offset: int,
-                        records: list[RecordInfo]) -> None:
+                        records: Sequence[tuple[int, ...]]) -> None:
     """Write (atomically, durably) the index file of a segment ending at `end_offset`."""
     write_file_atomically(path, encode_segment_index(segment, end_offset, records))
 

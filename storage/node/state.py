@@ -27,13 +27,20 @@ class Location(NamedTuple):
     length: int  # record header + payload
 
 
+# A node holds the location of every entry it stores, so these are its most numerous
+# objects. They are kept as plain (segment, offset, length) tuples: CPython's cyclic garbage
+# collector stops tracking a plain tuple of ints, never a NamedTuple, and every object it
+# tracks lengthens each full collection, a pause of the whole process.
+StoredLocation = tuple[int, int, int]
+
+
 class LedgerState:
     """What the node holds of one ledger."""
 
     __slots__ = ("entries", "last_add_confirmed", "last_entry_id", "fenced", "fence_segment")
 
     def __init__(self) -> None:
-        self.entries: dict[int, Location] = {}
+        self.entries: dict[int, StoredLocation] = {}
         self.last_add_confirmed = -1  # highest LAC piggybacked on an add
         self.last_entry_id = -1
         self.fenced = False
@@ -89,8 +96,9 @@ class NodeState:
             ledger = self.ledgers[record.ledger_id] = LedgerState()
         previous = ledger.entries.get(record.entry_id)
         if previous is not None:
-            self.segments[previous.segment].live_bytes -= previous.length
-        ledger.entries[record.entry_id] = Location(segment, record.offset, record.length)
+            previous_segment, _, previous_length = previous
+            self.segments[previous_segment].live_bytes -= previous_length
+        ledger.entries[record.entry_id] = (segment, record.offset, record.length)
         if record.entry_id > ledger.last_entry_id:
             ledger.last_entry_id = record.entry_id
         if record.last_add_confirmed > ledger.last_add_confirmed:
@@ -110,13 +118,14 @@ class NodeState:
         self.segment(segment)
         ledger = self.ledgers.pop(ledger_id, None)
         if ledger is not None:
-            for location in ledger.entries.values():
-                self.segments[location.segment].live_bytes -= location.length
+            for segment_number, _, length in ledger.entries.values():
+                self.segments[segment_number].live_bytes -= length
         self.tombstones[ledger_id] = segment
 
     def location(self, ledger_id: int, entry_id: int) -> Location | None:
         ledger = self.ledgers.get(ledger_id)
-        return None if ledger is None else ledger.entries.get(entry_id)
+        stored = None if ledger is None else ledger.entries.get(entry_id)
+        return None if stored is None else Location._make(stored)
 
     def tombstone_needed(self, ledger_id: int, ignoring_segment: int) -> bool:
         """Whether a segment other than `ignoring_segment` still holds records of the
