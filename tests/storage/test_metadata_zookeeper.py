@@ -119,7 +119,9 @@ async def test_server_restart_suspends_then_reconnects_the_same_session(
     make_zookeeper_server, stores
 ):
     server = make_zookeeper_server()
-    store = stores(server.url("/kop") + "?session_timeout=10")
+    # The session must outlive the restart: stopping and starting a JVM plus the client's
+    # reconnection back-off can take several seconds on a busy machine, so leave ample room.
+    store = stores(server.url("/kop") + "?session_timeout=30")
     sessions = SessionRecorder()
     store.add_session_listener(sessions)
     await store.create("/registered", b"me", ephemeral=True)
