@@ -73,7 +73,9 @@ def journal_files(path: Path, suffix: str = ".log") -> list[Path]:
 
 
 def journal_bytes(path: Path) -> int:
-    return sum(file.stat().st_size for file in (path / "journal").iterdir())
+    """Bytes of the segment files. (Index files are left out: the node writes them in a
+    thread as a temporary file renamed into place, which may vanish while we list.)"""
+    return sum(file.stat().st_size for file in journal_files(path))
 
 
 @pytest.fixture
