@@ -116,10 +116,6 @@ class ProducerStateTable:
             self._producers[producer_id] = entry
         entry.batches.append(BatchRecord(first_sequence, last_sequence, first_offset, last_offset))
 
-    def fence(self, producer_id: int, epoch: int) -> None:
-        """Start a new epoch with no batches (InitProducerId)."""
-        self._producers[producer_id] = ProducerEntry(epoch)
-
     def check_marker(self, producer_id: int, epoch: int, coordinator_epoch: int) -> None:
         """Judge a transaction marker before it is written (in Kafka's order: producer
         epoch, then coordinator epoch)."""

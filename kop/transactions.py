@@ -403,11 +403,9 @@ class TransactionCoordinator:
         commit = preparing.state == PREPARE_COMMIT
         # Markers carry the coordinator epoch; a partition refuses markers from an epoch older
         # than one it has seen, so if this broker lost the id's partition without noticing
-        # yet, its successor's decisions stand.
-        coordinator_epoch = self._epochs.get(self.partition_of(preparing.transactional_id))
-        if coordinator_epoch is None:
-            raise KafkaError(ErrorCode.NOT_COORDINATOR,
-                             f"{preparing.transactional_id}: its partition is not loaded here")
+        # yet, its successor's decisions stand. (Callers hold the id's lock, taken only while
+        # the partition is loaded, and unloading waits for it: the epoch is there.)
+        coordinator_epoch = self._epochs[self.partition_of(preparing.transactional_id)]
         try:
             await self._write_markers(preparing, commit, coordinator_epoch)
         except KafkaError as exc:

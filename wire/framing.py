@@ -98,13 +98,20 @@ class FrameSplitter:
         return _SIZE.unpack(self._peek(4))[0]
 
     def _peek(self, count: int) -> bytes:
-        parts, offset = [], self._offset
+        return b"".join(self._gather(count))
+
+    def _gather(self, count: int) -> list[bytes | memoryview]:
+        """Views of the next `count` buffered bytes, chunk by chunk (nothing consumed)."""
+        parts: list[bytes | memoryview] = []
+        offset, remaining = self._offset, count
         for chunk in self._chunks:
-            parts.append(chunk[offset:offset + count - sum(map(len, parts))])
+            piece = memoryview(chunk)[offset:offset + remaining]
+            parts.append(piece)
+            remaining -= len(piece)
             offset = 0
-            if sum(map(len, parts)) == count:
+            if not remaining:
                 break
-        return b"".join(parts)
+        return parts
 
     def _skip(self, count: int) -> None:
         while count:
@@ -123,32 +130,12 @@ class FrameSplitter:
         if count == 0:
             return b""
         first = self._chunks[0]
-        available = len(first) - self._offset
-        if count <= available:  # the whole frame is in one chunk
-            if self._offset == 0 and count == len(first):
-                frame = first  # no copy at all
-            else:
-                with memoryview(first) as view:
-                    frame = bytes(view[self._offset:self._offset + count])
-            self._skip(count)
-            return frame
-        parts: list[bytes | memoryview] = []
-        remaining = count
-        while remaining:
-            first = self._chunks[0]
-            available = len(first) - self._offset
-            if remaining >= available:
-                parts.append(memoryview(first)[self._offset:] if self._offset else first)
-                self._chunks.popleft()
-                self._offset = 0
-                self._buffered -= available
-                remaining -= available
-            else:
-                parts.append(memoryview(first)[self._offset:self._offset + remaining])
-                self._offset += remaining
-                self._buffered -= remaining
-                remaining = 0
-        return b"".join(parts)
+        if self._offset == 0 and count == len(first):
+            frame = first  # the frame is exactly one chunk: no copy at all
+        else:
+            frame = b"".join(self._gather(count))  # the frame's one copy
+        self._skip(count)
+        return frame
 
     def _check_next_size(self) -> None:
         size = self._next_size()

@@ -229,13 +229,12 @@ class StorageNode:
 
     def _entry_location(self, ledger_id: int, entry_id: int) -> Location:
         self._check_open()
-        ledger = self._state.ledgers.get(ledger_id)
-        if ledger is None:
+        if ledger_id not in self._state.ledgers:
             raise NoSuchLedgerError(f"no ledger {ledger_id} on this node")
-        location = ledger.entries.get(entry_id)
+        location = self._state.location(ledger_id, entry_id)
         if location is None:
             raise NoSuchEntryError(f"no entry {entry_id} of ledger {ledger_id} on this node")
-        return Location._make(location)
+        return location
 
     def read_last_add_confirmed(self, ledger_id: int, *,
                                 fence: bool = False) -> defer.Deferred[LacResult]:
@@ -315,13 +314,13 @@ class StorageNode:
                 header: bytes, payload: Payload = b"") -> tuple[int, RecordInfo, defer.Deferred]:
         """Journal a record and remember it for its segment's index file."""
         segment, offset, durable = self._journal.append(header, payload)
-        record = RecordInfo(kind, ledger_id, entry_id, last_add_confirmed, offset,
-                            len(header) + payload_length(payload))
+        fields = (int(kind), ledger_id, entry_id, last_add_confirmed, offset,
+                  len(header) + payload_length(payload))
         records = self._unindexed.get(segment)
         if records is None:
             records = self._unindexed[segment] = []
-        records.append((int(kind), *record[1:]))
-        return segment, record, durable
+        records.append(fields)
+        return segment, RecordInfo._make(fields), durable
 
     # --- checkpoints ------------------------------------------------------------------------------
 

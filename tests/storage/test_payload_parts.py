@@ -198,13 +198,19 @@ async def test_the_node_stores_parts_as_their_joined_bytes_across_a_restart(tmp_
         await node.close()
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_torn_tail_written_as_parts_is_truncated_on_restart(tmp_path):
+async def ten_entries_as_parts(tmp_path, entry_id: int):
+    """Ledger 1's entries 0-9 written as parts by a node, then closed: (location of
+    `entry_id`, its segment file)."""
     node = await open_node(tmp_path / "node")
     await defer.gatherResults([node.add_entry(1, e, e - 1, parts_for(e)) for e in range(10)])
-    last = node._state.location(1, 9)
+    location = node._state.location(1, entry_id)
     await node.close()
-    segment_file = tmp_path / "node" / "journal" / f"{last.segment:020d}.log"
+    return location, tmp_path / "node" / "journal" / f"{location.segment:020d}.log"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_torn_tail_written_as_parts_is_truncated_on_restart(tmp_path):
+    last, segment_file = await ten_entries_as_parts(tmp_path, 9)
     segment_file.with_suffix(".idx").unlink()  # as after a crash
     os.truncate(segment_file, last.offset + last.length - 5)  # the last part cut short
     node = await open_node(tmp_path / "node")
@@ -219,11 +225,7 @@ async def test_a_torn_tail_written_as_parts_is_truncated_on_restart(tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_a_damaged_byte_in_the_last_part_fails_that_entry_only(tmp_path):
-    node = await open_node(tmp_path / "node")
-    await defer.gatherResults([node.add_entry(1, e, e - 1, parts_for(e)) for e in range(10)])
-    location = node._state.location(1, 4)
-    await node.close()
-    segment_file = tmp_path / "node" / "journal" / f"{location.segment:020d}.log"
+    location, segment_file = await ten_entries_as_parts(tmp_path, 4)
     with open(segment_file, "r+b") as file:
         file.seek(location.offset + location.length - 1)  # inside the view part
         value = file.read(1)[0]
